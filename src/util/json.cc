@@ -339,6 +339,53 @@ Result<std::string> GoCompact(std::string_view json) {
   return out;
 }
 
+Result<std::string> GoIndent(std::string_view json, std::string_view indent) {
+  if (!nlohmann::json::accept(json.begin(), json.end())) {
+    return Status::InvalidArgument("invalid JSON value");
+  }
+  std::string out;
+  out.reserve(json.size() * 2);
+  int depth = 0;
+  bool need_indent = false;  // just opened a container: newline before first member
+  auto newline = [&] {
+    out.push_back('\n');
+    for (int i = 0; i < depth; ++i) out.append(indent);
+  };
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (IsJsonSpace(c)) continue;
+    if (need_indent && c != '}' && c != ']') {
+      need_indent = false;
+      ++depth;
+      newline();
+    }
+    if (c == '"') {
+      const size_t end = SkipString(json, i);
+      out.append(json.substr(i, end - i));
+      i = end - 1;
+    } else if (c == '{' || c == '[') {
+      out.push_back(c);
+      need_indent = true;
+    } else if (c == '}' || c == ']') {
+      if (need_indent) {
+        need_indent = false;  // empty container stays "{}"
+      } else {
+        --depth;
+        newline();
+      }
+      out.push_back(c);
+    } else if (c == ',') {
+      out.push_back(c);
+      newline();
+    } else if (c == ':') {
+      out.append(": ");
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 Result<nlohmann::json> ParseJson(std::string_view text, std::string_view what) {
   try {
     return nlohmann::json::parse(text.begin(), text.end());

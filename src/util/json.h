@@ -65,6 +65,11 @@ std::string GoMarshal(const nlohmann::json& value);
 // json.MarshalIndent(value, "", indent).
 std::string GoMarshalIndent(const nlohmann::json& value, std::string_view indent = "  ");
 
+// Go's json.Indent(dst, src, "", indent): re-indents valid JSON text keeping
+// member order and string spelling; `{}` and `[]` stay as they are.
+// kInvalidArgument if `json` is not valid JSON.
+Result<std::string> GoIndent(std::string_view json, std::string_view indent = "  ");
+
 // What json.Marshal does to a json.RawMessage: json.Compact with HTML
 // escaping. Insignificant whitespace is removed, `<`, `>`, `&`, U+2028 and
 // U+2029 are escaped, and every other byte is kept as written (numbers keep

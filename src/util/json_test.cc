@@ -64,6 +64,15 @@ TEST(GoMarshalTest, Indent) {
   EXPECT_EQ(GoMarshalIndent(v), "{\n  \"a\": {},\n  \"b\": [\n    1,\n    {}\n  ],\n  \"c\": []\n}");
 }
 
+TEST(GoIndentTest, KeepsOrderAndSpelling) {
+  auto v = GoIndent(R"({"z":1.50,"a":[],"m":{},"s":["x,y:{"],"o":{"b":null,"a":true}})");
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v,
+            "{\n  \"z\": 1.50,\n  \"a\": [],\n  \"m\": {},\n  \"s\": [\n    \"x,y:{\"\n  ],\n"
+            "  \"o\": {\n    \"b\": null,\n    \"a\": true\n  }\n}");
+  EXPECT_FALSE(GoIndent("{\"a\"").ok());
+}
+
 TEST(GoCompactTest, KeepsSpellingRemovesSpace) {
   auto c = GoCompact(" { \"a\" : [ 1.50 , 2e3 ] , \"s\" : \"x y<\\u0041\" } ");
   ASSERT_TRUE(c.ok());

@@ -1,0 +1,525 @@
+#include "content/layout.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "content/test_util.h"
+
+namespace kiln::content {
+namespace {
+
+namespace fs = std::filesystem;
+using util::Sha256Of;
+
+// A one-platform image: index.json -> manifest -> config + two layers.
+struct TestImage {
+  std::string config = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers"}})";
+  std::string layer1 = test::RandomBytes(70000, 1);
+  std::string layer2 = test::RandomBytes(5 << 20, 2);  // above kCacheEntryLimit
+  std::string manifest;
+  std::string index_json;
+  std::shared_ptr<std::map<Digest, std::string>> blobs =
+      std::make_shared<std::map<Digest, std::string>>();
+  std::vector<BlobRef> refs;
+
+  TestImage() {
+    manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",)"
+               R"("config":{"digest":")" +
+               Sha256Of(config).str() + R"("},"layers":[{"digest":")" + Sha256Of(layer1).str() +
+               R"("},{"digest":")" + Sha256Of(layer2).str() + R"("}]})";
+    index_json = R"({"schemaVersion":2,"manifests":[{"mediaType":)"
+                 R"("application/vnd.oci.image.manifest.v1+json","digest":")" +
+                 Sha256Of(manifest).str() + R"(","size":)" + std::to_string(manifest.size()) +
+                 "}]}";
+    for (const std::string* b : {&config, &layer1, &layer2, &manifest}) {
+      (*blobs)[Sha256Of(*b)] = *b;
+      refs.push_back({Sha256Of(*b), b->size()});
+    }
+  }
+  BlobSource source() const { return MemoryBlobSource(blobs); }
+};
+
+class LayoutTest : public ::testing::Test {
+ protected:
+  void ExpectImage(const ImageArchive& a) {
+    EXPECT_EQ(a.index_json(), image_.index_json);
+    for (const auto& [digest, bytes] : *image_.blobs) {
+      EXPECT_TRUE(a.HasBlob(digest)) << digest.str();
+      auto got = a.ReadBlob(digest);
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_TRUE(*got == bytes) << digest.str();
+      EXPECT_EQ(*a.BlobSize(digest), bytes.size());
+    }
+    EXPECT_FALSE(a.HasBlob(Sha256Of("absent")));
+    EXPECT_EQ(a.ReadBlob(Sha256Of("absent")).status().code(), StatusCode::kNotFound);
+  }
+
+  test::TempDir tmp_;
+  TestImage image_;
+};
+
+TEST_F(LayoutTest, LayoutDirRoundTrip) {
+  const fs::path dir = tmp_.path() / "out";
+  Status st = WriteOciLayout(dir, image_.index_json, image_.refs, image_.source());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(test::ReadFile(dir / "oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
+  EXPECT_EQ(test::ReadFile(dir / "index.json"), image_.index_json);
+  EXPECT_EQ(test::ListDir(dir / "blobs/sha256").size(), 4u);
+  EXPECT_EQ(test::ListDir(tmp_.path()), std::vector<std::string>{"out"});  // no temp left
+  auto a = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->format(), Format::kOciLayout);
+  EXPECT_EQ(a->path(), dir);
+  EXPECT_TRUE(a->docker_manifest_json().empty());
+  ExpectImage(*a);
+  EXPECT_EQ(*a->ReadFile("./oci-layout"), R"({"imageLayoutVersion":"1.0.0"})");
+  EXPECT_EQ(*a->FileDigest("blobs/sha256/" + std::string(Sha256Of(image_.config).hex())),
+            Sha256Of(image_.config));
+}
+
+TEST_F(LayoutTest, LayoutDirReplacesExistingLayoutOnly) {
+  const fs::path dir = tmp_.path() / "out";
+  ASSERT_TRUE(WriteOciLayout(dir, image_.index_json, image_.refs, image_.source()).ok());
+  // Rewrite with a smaller image: the old blobs are gone.
+  const std::string index2 = R"({"schemaVersion":2,"manifests":[]})";
+  const Digest extra = Sha256Of("extra");
+  auto blobs2 = std::make_shared<std::map<Digest, std::string>>();
+  (*blobs2)[extra] = "extra";
+  Status st = WriteOciLayout(dir, index2, {{extra, 5}}, MemoryBlobSource(blobs2));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(test::ListDir(dir / "blobs/sha256"),
+            std::vector<std::string>{std::string(extra.hex())});
+  EXPECT_EQ(test::ListDir(tmp_.path()), std::vector<std::string>{"out"});
+  // An empty directory is filled.
+  fs::create_directory(tmp_.path() / "empty");
+  EXPECT_TRUE(
+      WriteOciLayout(tmp_.path() / "empty", index2, {{extra, 5}}, MemoryBlobSource(blobs2)).ok());
+  EXPECT_TRUE(fs::exists(tmp_.path() / "empty/oci-layout"));
+  // Anything else is left alone.
+  fs::create_directory(tmp_.path() / "precious");
+  test::WriteFile(tmp_.path() / "precious/data", "keep me");
+  st = WriteOciLayout(tmp_.path() / "precious", index2, {{extra, 5}}, MemoryBlobSource(blobs2));
+  EXPECT_EQ(st.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(st.message().find("is not an OCI layout"), std::string::npos) << st.message();
+  EXPECT_EQ(test::ListDir(tmp_.path() / "precious"), std::vector<std::string>{"data"});
+  EXPECT_EQ(test::ListDir(tmp_.path()), (std::vector<std::string>{"empty", "out", "precious"}));
+}
+
+TEST_F(LayoutTest, WriteRejectsWrongSourceBytes) {
+  auto lying = std::make_shared<std::map<Digest, std::string>>(*image_.blobs);
+  (*lying)[Sha256Of(image_.layer1)] = "not the layer";
+  const fs::path dir = tmp_.path() / "out";
+  Status st = WriteOciLayout(dir, image_.index_json, image_.refs, MemoryBlobSource(lying));
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch);
+  EXPECT_NE(st.message().find(Sha256Of(image_.layer1).str()), std::string::npos) << st.message();
+  EXPECT_TRUE(test::ListDir(tmp_.path()).empty());
+  st = WriteOciArchive(tmp_.path() / "out.tar", image_.index_json, image_.refs,
+                       MemoryBlobSource(lying));
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch);
+  EXPECT_TRUE(test::ListDir(tmp_.path()).empty());
+}
+
+TEST_F(LayoutTest, WriteRejectsBadInput) {
+  const fs::path dir = tmp_.path() / "out";
+  std::vector<BlobRef> without_manifest(image_.refs.begin(), image_.refs.end() - 1);
+  Status st = WriteOciLayout(dir, image_.index_json, without_manifest, image_.source());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), "index.json to write refers to " + Sha256Of(image_.manifest).str() +
+                              ", which is not among the blobs to write");
+  EXPECT_EQ(WriteOciLayout(dir, "[]", {}, image_.source()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(WriteOciLayout(dir, "{", {}, image_.source()).code(), StatusCode::kInvalidArgument);
+  WriteOptions bad_extra;
+  bad_extra.extra_files.push_back({"../escape", "x"});
+  EXPECT_EQ(WriteOciLayout(dir, "{}", {}, image_.source(), bad_extra).code(),
+            StatusCode::kInvalidArgument);
+  const Digest sha512 = *Digest::Parse("sha512:" + std::string(128, 'a'));
+  EXPECT_EQ(WriteOciLayout(dir, "{}", {{sha512, 1}}, image_.source()).code(),
+            StatusCode::kUnimplemented);
+  EXPECT_TRUE(test::ListDir(tmp_.path()).empty());
+}
+
+TEST_F(LayoutTest, OciArchiveRoundTripIsDeterministic) {
+  const fs::path a1 = tmp_.path() / "one.tar";
+  const fs::path a2 = tmp_.path() / "two.tar";
+  ASSERT_TRUE(WriteOciArchive(a1, image_.index_json, image_.refs, image_.source()).ok());
+  // Reversed blob order and duplicates make no difference.
+  std::vector<BlobRef> refs(image_.refs.rbegin(), image_.refs.rend());
+  refs.push_back(image_.refs[0]);
+  ASSERT_TRUE(WriteOciArchive(a2, image_.index_json, refs, image_.source()).ok());
+  const std::string bytes = test::ReadFile(a1);
+  EXPECT_TRUE(bytes == test::ReadFile(a2)) << "archives differ";
+  EXPECT_EQ(test::ListDir(tmp_.path()), (std::vector<std::string>{"one.tar", "two.tar"}));
+
+  std::vector<std::string> names;
+  for (const test::TarHeader& h : test::ReadTarHeaders(a1)) {
+    names.push_back(h.name);
+    EXPECT_EQ(h.mtime, 0) << h.name;
+    EXPECT_EQ(h.uid, 0) << h.name;
+    EXPECT_EQ(h.gid, 0) << h.name;
+    EXPECT_EQ(h.uname, "") << h.name;
+    EXPECT_EQ(h.mode & 07777, S_ISDIR(h.mode) ? 0755u : 0644u) << h.name;
+  }
+  std::vector<std::string> want = {"blobs/", "blobs/sha256/"};
+  for (const auto& [digest, bytes] : *image_.blobs) {
+    want.push_back("blobs/sha256/" + std::string(digest.hex()));
+  }
+  want.push_back("index.json");
+  want.push_back("oci-layout");
+  EXPECT_EQ(names, want);
+
+  auto a = ImageArchive::OpenArchive(a1);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->format(), Format::kOciArchive);
+  ExpectImage(*a);
+}
+
+TEST_F(LayoutTest, OciArchiveFromStoreToStore) {
+  auto store = Store::Open(tmp_.path() / "store");
+  ASSERT_TRUE(store.ok());
+  for (const auto& [digest, bytes] : *image_.blobs) ASSERT_TRUE(store->Put(bytes).ok());
+  const fs::path file = tmp_.path() / "image.tar";
+  WriteOptions opts;
+  opts.extra_files.push_back({"manifest.json", "[{\"Config\":\"blobs/sha256/" +
+                                                   std::string(Sha256Of(image_.config).hex()) +
+                                                   "\",\"RepoTags\":null,\"Layers\":[]}]"});
+  Status st = WriteOciArchive(file, image_.index_json, image_.refs, StoreBlobSource(*store), opts);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  // manifest.json makes it loadable by docker, so it is read as a Docker
+  // archive that carries an OCI layout.
+  EXPECT_EQ(a->format(), Format::kDockerArchive);
+  ExpectImage(*a);
+  auto other = Store::Open(tmp_.path() / "store2");
+  ASSERT_TRUE(other.ok());
+  for (const BlobRef& ref : image_.refs) {
+    st = a->CopyBlobToStore(ref.digest, *other);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(*other->Size(ref.digest), ref.size);
+  }
+  // And from an archive straight into a layout directory.
+  st = WriteOciLayout(tmp_.path() / "dir", a->index_json(), image_.refs, ArchiveBlobSource(*a));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto d = ImageArchive::OpenLayoutDir(tmp_.path() / "dir");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ExpectImage(*d);
+}
+
+TEST_F(LayoutTest, ReadsGzipCompressedOciArchive) {
+  std::vector<test::TarEntry> entries = {
+      test::File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),
+      test::File("index.json", image_.index_json), test::Dir("blobs"), test::Dir("blobs/sha256")};
+  for (const auto& [digest, bytes] : *image_.blobs) {
+    entries.push_back(test::File("./blobs/sha256/" + std::string(digest.hex()), bytes));
+  }
+  const fs::path file = tmp_.path() / "image.tar.gz";
+  test::WriteTar(file, entries, /*gzip=*/true);
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->format(), Format::kOciArchive);
+  ExpectImage(*a);
+  // Streaming the large layer re-reads (and re-decompresses) the archive.
+  std::string streamed;
+  Status st = a->StreamBlob(Sha256Of(image_.layer2), [&](std::string_view c) {
+    streamed.append(c);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(streamed == image_.layer2);
+}
+
+// `docker save` before Docker 25: manifest.json, <hex>.json, <id>/layer.tar.
+TEST_F(LayoutTest, ReadsDockerArchive) {
+  const std::string config = R"({"architecture":"amd64","os":"linux"})";
+  const Digest config_digest = Sha256Of(config);
+  const std::string layer = test::RandomBytes(20000, 4);
+  const std::string id = std::string(Sha256Of("layer id").hex());
+  const std::string manifest = "[{\"Config\":\"" + std::string(config_digest.hex()) +
+                               ".json\",\"RepoTags\":[\"example.com/app:1\"],\"Layers\":[\"" + id +
+                               "/layer.tar\"]}]";
+  const std::string repositories = "{\"example.com/app\":{\"1\":\"" + id + "\"}}";
+  const fs::path file = tmp_.path() / "docker.tar";
+  test::WriteTar(file,
+                 {test::Dir(id), test::File(id + "/VERSION", "1.0"), test::File(id + "/json", "{}"),
+                  test::File(id + "/layer.tar", layer),
+                  test::File(std::string(config_digest.hex()) + ".json", config),
+                  test::File("manifest.json", manifest), test::File("repositories", repositories)});
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->format(), Format::kDockerArchive);
+  EXPECT_EQ(a->docker_manifest_json(), manifest);
+  EXPECT_EQ(a->docker_repositories_json(), repositories);
+  EXPECT_TRUE(a->index_json().empty());
+  EXPECT_EQ(*a->ReadBlob(config_digest), config);
+  // The layer by its diff ID, and by path.
+  EXPECT_EQ(*a->ReadBlob(Sha256Of(layer)), layer);
+  EXPECT_EQ(*a->FileDigest(id + "/layer.tar"), Sha256Of(layer));
+  EXPECT_EQ(*a->FileSize(id + "/layer.tar"), layer.size());
+  EXPECT_EQ(*a->ReadFile(id + "/layer.tar"), layer);
+  EXPECT_EQ(a->ReadFile(id + "/missing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a->ReadFile("../" + id + "/layer.tar").status().code(), StatusCode::kInvalidArgument);
+}
+
+// Docker 25+: an OCI layout plus manifest.json, legacy paths as symlinks.
+TEST_F(LayoutTest, ReadsDockerArchiveWithOciLayout) {
+  const Digest layer = Sha256Of(image_.layer1);
+  const std::string manifest = "[{\"Config\":\"blobs/sha256/" +
+                               std::string(Sha256Of(image_.config).hex()) +
+                               "\",\"RepoTags\":[\"app:latest\"],\"Layers\":[\"blobs/sha256/" +
+                               std::string(layer.hex()) + "\"]}]";
+  std::vector<test::TarEntry> entries = {test::Dir("blobs/"), test::Dir("blobs/sha256/")};
+  for (const auto& [digest, bytes] : *image_.blobs) {
+    entries.push_back(test::File("blobs/sha256/" + std::string(digest.hex()), bytes));
+  }
+  entries.push_back(test::Dir("legacy/"));
+  entries.push_back(
+      test::Symlink("legacy/layer.tar", "../blobs/sha256/" + std::string(layer.hex())));
+  entries.push_back(test::File("index.json", image_.index_json));
+  entries.push_back(test::File("manifest.json", manifest));
+  entries.push_back(test::File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
+  const fs::path file = tmp_.path() / "docker25.tar";
+  test::WriteTar(file, entries);
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->format(), Format::kDockerArchive);
+  EXPECT_EQ(a->docker_manifest_json(), manifest);
+  ExpectImage(*a);
+  EXPECT_EQ(*a->ReadFile("legacy/layer.tar"), image_.layer1);
+  EXPECT_EQ(*a->FileDigest("legacy/layer.tar"), layer);
+}
+
+TEST_F(LayoutTest, DockerManifestNamingMissingFile) {
+  const fs::path file = tmp_.path() / "docker.tar";
+  test::WriteTar(
+      file, {test::File("manifest.json", R"([{"Config":"abc.json","RepoTags":[],"Layers":[]}])")});
+  auto a = ImageArchive::OpenArchive(file);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a.status().message(), "archive " + file.string() +
+                                      ", entry \"manifest.json\", image 0: " + file.string() +
+                                      " has no file \"abc.json\"");
+}
+
+TEST_F(LayoutTest, RejectsPathTraversal) {
+  const std::string layout = R"({"imageLayoutVersion":"1.0.0"})";
+  struct Case {
+    test::TarEntry entry;
+    std::string want;  // in the message
+  };
+  const std::vector<Case> cases = {
+      {test::File("../evil", "x"), "refusing entry \"../evil\": path \"../evil\" contains \"..\""},
+      {test::File("blobs/../../evil", "x"), "path traversal is not allowed"},
+      {test::File("/etc/evil", "x"), "refusing entry \"/etc/evil\": absolute path"},
+      {test::Symlink("blobs/link", "../../etc/passwd"),
+       "symlink \"blobs/link\" -> \"../../etc/passwd\" points outside the archive"},
+      {test::Symlink("link", "/etc/passwd"), "points outside the archive"},
+      {test::TarEntry{"hard", "", test::TarEntry::Type::kHardlink, "../outside"},
+       "refusing hard link \"hard\""},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const fs::path file = tmp_.path() / ("evil" + std::to_string(i) + ".tar");
+    test::WriteTar(
+        file, {test::File("oci-layout", layout), test::File("index.json", "{}"), cases[i].entry});
+    auto a = ImageArchive::OpenArchive(file);
+    EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument) << i;
+    EXPECT_NE(a.status().message().find(cases[i].want), std::string::npos) << a.status().message();
+    EXPECT_NE(a.status().message().find(file.string()), std::string::npos) << a.status().message();
+  }
+}
+
+TEST_F(LayoutTest, DetectsCorruptedBlobInLayoutDir) {
+  const fs::path dir = tmp_.path() / "out";
+  ASSERT_TRUE(WriteOciLayout(dir, image_.index_json, image_.refs, image_.source()).ok());
+  const Digest d = Sha256Of(image_.layer1);
+  const fs::path blob = dir / "blobs/sha256" / std::string(d.hex());
+  test::WriteFile(blob, "tampered");
+  auto a = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(a.ok());
+  Status st = a->ReadBlob(d).status();
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch);
+  EXPECT_EQ(st.message(), "blob " + d.str() + " is corrupted: " + blob.string() + " hashes to " +
+                              Sha256Of("tampered").str());
+  auto store = Store::Open(tmp_.path() / "store");
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ(a->CopyBlobToStore(d, *store).code(), StatusCode::kDigestMismatch);
+  EXPECT_FALSE(store->Has(d));
+  EXPECT_TRUE(test::ListDir(tmp_.path() / "store/ingest").empty());
+}
+
+TEST_F(LayoutTest, LayoutDirSymlinksStayInside) {
+  const fs::path dir = tmp_.path() / "out";
+  ASSERT_TRUE(WriteOciLayout(dir, image_.index_json, image_.refs, image_.source()).ok());
+  const Digest d = Sha256Of(image_.config);
+  const fs::path blob = dir / "blobs/sha256" / std::string(d.hex());
+  test::WriteFile(tmp_.path() / "outside", image_.config);
+  fs::remove(blob);
+  fs::create_symlink("../../../outside", blob);
+  auto a = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(a.ok());
+  Status st = a->ReadBlob(d).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(), blob.string() +
+                              ": a symlink leads outside the layout directory; kiln does not "
+                              "follow it");
+  // Inside the layout, symlinks are fine.
+  fs::remove(blob);
+  test::WriteFile(dir / "config-copy", image_.config);
+  fs::create_symlink("../../config-copy", blob);
+  EXPECT_EQ(*a->ReadBlob(d), image_.config);
+}
+
+TEST_F(LayoutTest, DetectsCorruptedBlobInArchive) {
+  const Digest claimed = Sha256Of("claimed");
+  const fs::path file = tmp_.path() / "bad.tar";
+  test::WriteTar(file, {test::File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),
+                        test::File("index.json", "{\"manifests\":[]}"),
+                        test::File("blobs/sha256/" + std::string(claimed.hex()), "actual")});
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  Status st = a->ReadBlob(claimed).status();
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch);
+  EXPECT_EQ(st.message(), "blob " + claimed.str() + " is corrupted: archive " + file.string() +
+                              ", entry \"blobs/sha256/" + std::string(claimed.hex()) +
+                              "\" hashes to " + Sha256Of("actual").str());
+  bool called = false;
+  st = a->StreamBlob(claimed, [&](std::string_view) {
+    called = true;
+    return Status::Ok();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch);
+  EXPECT_FALSE(called) << "corrupted bytes reached the sink";
+}
+
+TEST_F(LayoutTest, ExplainsBrokenLayoutDirs) {
+  const fs::path dir = tmp_.path() / "layout";
+  auto a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a.status().message(),
+            dir.string() + ": no such directory (expected an OCI image layout)");
+
+  fs::create_directory(dir);
+  a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a.status().message(),
+            (dir / "oci-layout").string() + ": not found: " + dir.string() +
+                " is not an OCI image layout (an OCI image layout has an oci-layout file "
+                "({\"imageLayoutVersion\":\"1.0.0\"}), index.json and blobs/)");
+
+  test::WriteFile(dir / "oci-layout", R"({"imageLayoutVersion":"2.0.0"})");
+  a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(a.status().message(),
+            (dir / "oci-layout").string() +
+                ": imageLayoutVersion is \"2.0.0\"; kiln reads OCI image layout version 1.0.0");
+
+  test::WriteFile(dir / "oci-layout", R"({"imageLayoutVersion":1})");
+  a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(a.status().message().find((dir / "oci-layout").string()), std::string::npos);
+
+  test::WriteFile(dir / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(a.status().message(), (dir / "index.json").string() +
+                                      ": not found: the OCI image layout at " + dir.string() +
+                                      " has no index.json");
+
+  test::WriteFile(dir / "index.json", "{\"manifests\":");
+  a = ImageArchive::OpenLayoutDir(dir);
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(a.status().message().find("invalid JSON in " + (dir / "index.json").string()),
+            std::string::npos)
+      << a.status().message();
+
+  test::WriteFile(dir / "index.json", "{\"manifests\":[]}");
+  a = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->ReadFile("../outside").status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LayoutTest, ExplainsBrokenArchives) {
+  const fs::path missing = tmp_.path() / "missing.tar";
+  auto a = ImageArchive::OpenArchive(missing);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(a.status().message().find(missing.string()), std::string::npos);
+
+  const fs::path junk = tmp_.path() / "junk.tar";
+  test::WriteFile(junk, test::RandomBytes(3000, 5));
+  a = ImageArchive::OpenArchive(junk);
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(a.status().message().find("cannot read archive " + junk.string()), std::string::npos)
+      << a.status().message();
+
+  const fs::path neither = tmp_.path() / "neither.tar";
+  test::WriteTar(neither, {test::File("hello.txt", "hi")});
+  a = ImageArchive::OpenArchive(neither);
+  EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(a.status().message(),
+            "archive " + neither.string() +
+                " is neither an OCI image archive (no oci-layout or index.json at the top) nor a "
+                "Docker image archive (no manifest.json at the top)");
+
+  const fs::path no_layout = tmp_.path() / "no-layout.tar";
+  test::WriteTar(no_layout, {test::File("index.json", "{}")});
+  a = ImageArchive::OpenArchive(no_layout);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(a.status().message().find("archive " + no_layout.string() + " has no oci-layout entry"),
+            std::string::npos)
+      << a.status().message();
+
+  const fs::path bad_version = tmp_.path() / "bad-version.tar";
+  test::WriteTar(bad_version, {test::File("oci-layout", R"({"imageLayoutVersion":"0.9"})"),
+                               test::File("index.json", "{}")});
+  a = ImageArchive::OpenArchive(bad_version);
+  EXPECT_EQ(a.status().code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(a.status().message(), "archive " + bad_version.string() +
+                                      ", entry \"oci-layout\": imageLayoutVersion is \"0.9\"; "
+                                      "kiln reads OCI image layout version 1.0.0");
+
+  const fs::path no_index = tmp_.path() / "no-index.tar";
+  test::WriteTar(no_index, {test::File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})")});
+  a = ImageArchive::OpenArchive(no_index);
+  EXPECT_EQ(a.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(a.status().message().find("has no index.json"), std::string::npos);
+  EXPECT_NE(a.status().message().find(no_index.string()), std::string::npos);
+
+  EXPECT_EQ(ImageArchive::OpenArchive("/dev/null").status().code(), StatusCode::kInvalidArgument);
+  // A directory is not an archive, and a file is not a layout directory.
+  EXPECT_EQ(ImageArchive::OpenArchive(tmp_.path()).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ImageArchive::OpenLayoutDir(no_index).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LayoutTest, TruncatedArchiveIsReported) {
+  const fs::path file = tmp_.path() / "image.tar";
+  ASSERT_TRUE(WriteOciArchive(file, image_.index_json, image_.refs, image_.source()).ok());
+  const std::string bytes = test::ReadFile(file);
+  test::WriteFile(file, std::string_view(bytes).substr(0, bytes.size() / 2));
+  auto a = ImageArchive::OpenArchive(file);
+  EXPECT_FALSE(a.ok());
+  EXPECT_NE(a.status().message().find(file.string()), std::string::npos) << a.status().message();
+}
+
+TEST_F(LayoutTest, LayoutDirPathWithTrailingSlash) {
+  Status st = WriteOciLayout(tmp_.path().string() + "/out/", image_.index_json, image_.refs,
+                             image_.source());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(test::ListDir(tmp_.path()), std::vector<std::string>{"out"});
+  EXPECT_TRUE(ImageArchive::OpenLayoutDir(tmp_.path() / "out").ok());
+}
+
+TEST_F(LayoutTest, WritesToFd) {
+  const fs::path file = tmp_.path() / "via-fd.tar";
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  Status st = WriteOciArchiveToFd(fd, "test fd", image_.index_json, image_.refs, image_.source());
+  ::close(fd);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(
+      WriteOciArchive(tmp_.path() / "direct.tar", image_.index_json, image_.refs, image_.source())
+          .ok());
+  EXPECT_TRUE(test::ReadFile(file) == test::ReadFile(tmp_.path() / "direct.tar"));
+}
+
+}  // namespace
+}  // namespace kiln::content
