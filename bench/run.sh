@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs kiln's perftests and the reference figures they are compared with.
+# Usage: bench/run.sh [BUILD_DIR]   (make bench)
+set -euo pipefail
+BUILD_DIR=${1:-build}
+echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
+echo "== kiln sha256 (util::Sha256, OpenSSL EVP), 1 GiB in 1 MiB chunks"
+"$BUILD_DIR/bench/sha256_perftest" 1024
+echo "== reference: openssl speed -evp sha256, 1 MiB blocks (k = 1000 bytes/s)"
+openssl speed -evp sha256 -bytes 1048576 -seconds 3 2>/dev/null | tail -1
+echo "== reference: sha256sum of the same 1 GiB from a pipe"
+/usr/bin/time -f "sha256sum: %e s" sh -c \
+  "head -c 1073741824 /dev/zero | sha256sum >/dev/null"
+echo "== kiln build-sources record, 10,000 sources"
+"$BUILD_DIR/bench/buildinfo_perftest" 10000
