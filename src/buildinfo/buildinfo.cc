@@ -310,9 +310,31 @@ Status CheckSize(const BuildInfo& bi, size_t limit) {
   if (!bi.frontend.empty()) parts.push_back({"frontend", util::GoString(bi.frontend).size()});
   std::stable_sort(parts.begin(), parts.end(),
                    [](const Contributor& a, const Contributor& b) { return a.size > b.size; });
+  // Totals per section first: many small entries can be the problem as much
+  // as one large one.
+  std::vector<Contributor> sections;
+  auto section = [&](std::string_view name, size_t count, std::string_view prefix) {
+    if (count == 0) return;
+    size_t bytes = 0;
+    for (const auto& p : parts) {
+      if (p.what.starts_with(prefix)) bytes += p.size;
+    }
+    sections.push_back({std::string(name) + " (" + std::to_string(count) +
+                            (count == 1 ? " entry)" : " entries)"),
+                        bytes});
+  };
+  section("sources", bi.sources.size(), "sources[");
+  section("attrs", bi.attrs.size(), "attrs[");
+  section("deps", bi.deps.size(), "deps[");
+  std::stable_sort(sections.begin(), sections.end(),
+                   [](const Contributor& a, const Contributor& b) { return a.size > b.size; });
   std::string msg = "build sources record is " + std::to_string(total) +
                     " bytes after encoding, over the limit of " + std::to_string(limit) +
-                    " bytes; largest parts:";
+                    " bytes; by part:";
+  for (size_t i = 0; i < sections.size(); ++i) {
+    msg += (i ? ", " : " ") + sections[i].what + " " + std::to_string(sections[i].size) + " bytes";
+  }
+  msg += "; largest parts:";
   for (size_t i = 0; i < parts.size() && i < 3; ++i) {
     msg += (i ? ", " : " ") + parts[i].what + " " + std::to_string(parts[i].size) + " bytes";
   }
