@@ -23,16 +23,17 @@ int main(int argc, char** argv) {
     const std::string pin = kiln::util::Sha256Of(std::to_string(i)).str();
     switch (i % 3) {
       case 0:
-        bi.sources.push_back({"docker-image", "docker.io/library/img" + std::to_string(i) + ":1.0",
-                              "", pin});
+        bi.sources.push_back(
+            {"docker-image", "docker.io/library/img" + std::to_string(i) + ":1.0", "", pin});
         break;
       case 1:
-        bi.sources.push_back({"git", "https://example.com/org/repo" + std::to_string(i) + ".git#main",
-                              "", pin.substr(7, 40)});
+        bi.sources.push_back({"git",
+                              "https://example.com/org/repo" + std::to_string(i) + ".git#main", "",
+                              pin.substr(7, 40)});
         break;
       default:
-        bi.sources.push_back({"http", "https://example.com/files/" + std::to_string(i) + ".tar.gz",
-                              "", pin});
+        bi.sources.push_back(
+            {"http", "https://example.com/files/" + std::to_string(i) + ".tar.gz", "", pin});
     }
   }
   kiln::buildinfo::SortSources(&bi.sources);

@@ -319,9 +319,9 @@ Status CheckSize(const BuildInfo& bi, size_t limit) {
     for (const auto& p : parts) {
       if (p.what.starts_with(prefix)) bytes += p.size;
     }
-    sections.push_back({std::string(name) + " (" + std::to_string(count) +
-                            (count == 1 ? " entry)" : " entries)"),
-                        bytes});
+    sections.push_back(
+        {std::string(name) + " (" + std::to_string(count) + (count == 1 ? " entry)" : " entries)"),
+         bytes});
   };
   section("sources", bi.sources.size(), "sources[");
   section("attrs", bi.attrs.size(), "attrs[");

@@ -141,11 +141,12 @@ TEST(SizeTest, OversizeRecordNamesLargestContributors) {
   EXPECT_TRUE(CheckSize(bi).ok());
   Status s = CheckSize(bi, 100);
   EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
-  EXPECT_EQ(s.message(),
-            "build sources record is 188 bytes after encoding, over the limit of 100 bytes; "
-            "by part: attrs (1 entry) 78 bytes, sources (1 entry) 52 bytes, deps (1 entry) 16 "
-            "bytes; largest parts: attrs[\"build-arg:BIG\"] 78 bytes, sources[0] (http \"https://h/f\") "
-            "52 bytes, deps[\"base\"] 16 bytes");
+  EXPECT_EQ(
+      s.message(),
+      "build sources record is 188 bytes after encoding, over the limit of 100 bytes; "
+      "by part: attrs (1 entry) 78 bytes, sources (1 entry) 52 bytes, deps (1 entry) 16 "
+      "bytes; largest parts: attrs[\"build-arg:BIG\"] 78 bytes, sources[0] (http \"https://h/f\") "
+      "52 bytes, deps[\"base\"] 16 bytes");
 }
 
 TEST(SizeTest, OneMebibyteLimit) {
@@ -156,7 +157,8 @@ TEST(SizeTest, OneMebibyteLimit) {
   EXPECT_EQ(
       r.status().message(),
       "build sources record is 1048607 bytes after encoding, over the limit of 1048576 bytes; "
-      "by part: attrs (1 entry) 1048595 bytes; largest parts: attrs[\"build-arg:HUGE\"] 1048595 bytes");
+      "by part: attrs (1 entry) 1048595 bytes; largest parts: attrs[\"build-arg:HUGE\"] 1048595 "
+      "bytes");
   bi.attrs["build-arg:HUGE"] = std::string(1000, 'a');
   EXPECT_TRUE(EncodeChecked(bi).ok());
 }

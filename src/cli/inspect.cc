@@ -64,8 +64,8 @@ Status WalkDescriptor(const content::ImageArchive& archive, const image::Descrip
   if (!manifest.ok()) return manifest.status().Annotate("manifest " + desc.digest.str());
   if (!image::IsConfig(manifest->config.media_type)) return Status::Ok();
   KILN_ASSIGN_OR_RETURN(std::string config, archive.ReadBlob(manifest->config.digest));
-  KILN_ASSIGN_OR_RETURN(FoundImage img,
-                        ReadConfig(config, "config " + manifest->config.digest.str(), desc.platform));
+  KILN_ASSIGN_OR_RETURN(
+      FoundImage img, ReadConfig(config, "config " + manifest->config.digest.str(), desc.platform));
   img.label = "manifest " + desc.digest.str();
   out->push_back(std::move(img));
   return Status::Ok();
@@ -85,7 +85,8 @@ Result<std::vector<FoundImage>> FromOciLayout(const content::ImageArchive& archi
 // named by its digest ("<hex>.json" or "blobs/sha256/<hex>"), read verified.
 Result<std::vector<FoundImage>> FromDockerArchive(const content::ImageArchive& archive) {
   const std::string where = archive.path().string() + ": manifest.json";
-  KILN_ASSIGN_OR_RETURN(nlohmann::json list, util::ParseJson(archive.docker_manifest_json(), where));
+  KILN_ASSIGN_OR_RETURN(nlohmann::json list,
+                        util::ParseJson(archive.docker_manifest_json(), where));
   if (!list.is_array()) return Status::InvalidArgument(where + ": expected a JSON array");
   std::vector<FoundImage> found;
   for (size_t i = 0; i < list.size(); ++i) {
@@ -151,7 +152,8 @@ void AppendRecordPretty(std::string* out, const BuildInfo& bi, const std::string
   if (!bi.frontend.empty()) *out += pad + "frontend  " + bi.frontend + "\n";
   if (!bi.attrs.empty()) {
     *out += pad + "attrs\n";
-    for (const auto& [k, v] : bi.attrs) *out += pad + "  " + k + " = " + v.value_or("(null)") + "\n";
+    for (const auto& [k, v] : bi.attrs)
+      *out += pad + "  " + k + " = " + v.value_or("(null)") + "\n";
   }
   if (!bi.sources.empty()) {
     *out += pad + "sources\n";
@@ -159,8 +161,8 @@ void AppendRecordPretty(std::string* out, const BuildInfo& bi, const std::string
     for (const auto& s : bi.sources) width = std::max(width, s.type.size());
     for (const auto& s : bi.sources) {
       *out += pad + "  " + s.type + std::string(width - s.type.size() + 2, ' ') + s.ref + "\n";
-      *out += pad + "  " + std::string(width + 2, ' ') + "pin " + (s.pin.empty() ? "(none)" : s.pin) +
-              "\n";
+      *out += pad + "  " + std::string(width + 2, ' ') + "pin " +
+              (s.pin.empty() ? "(none)" : s.pin) + "\n";
     }
   }
   if (!bi.deps.empty()) {
@@ -189,10 +191,9 @@ Result<RecordsByKey> CollectRecords(const fs::path& path) {
   }
   RecordsByKey records;
   for (auto& img : images) {
-    std::string key =
-        images.size() == 1
-            ? std::string(buildinfo::kMetadataKey)
-            : buildinfo::ResponseKey(image::Format(image::Normalize(img.platform)));
+    std::string key = images.size() == 1
+                          ? std::string(buildinfo::kMetadataKey)
+                          : buildinfo::ResponseKey(image::Format(image::Normalize(img.platform)));
     if (records.contains(key)) key += " (" + img.label + ")";  // same platform twice
     records[key] = std::move(img.record);
   }

@@ -1,7 +1,6 @@
 // kiln: builds OCI images from Dockerfiles and records their build sources.
 // This file only wires commands to the modules that do the work.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -27,8 +26,9 @@ int Fail(const kiln::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"kiln: builds OCI images from Dockerfiles, with a pinned record of their build "
-               "sources"};
+  CLI::App app{
+      "kiln: builds OCI images from Dockerfiles, with a pinned record of their build "
+      "sources"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for all subcommands");
 
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
   if (inspect->parsed()) {
     auto records = kiln::cli::CollectRecords(path);
     if (!records.ok()) return Fail(records.status());
-    std::string out = format == "json" ? kiln::cli::FormatJson(*records)
-                                       : kiln::cli::FormatPretty(*records);
+    std::string out =
+        format == "json" ? kiln::cli::FormatJson(*records) : kiln::cli::FormatPretty(*records);
     std::fwrite(out.data(), 1, out.size(), stdout);
     return 0;
   }

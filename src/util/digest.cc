@@ -37,15 +37,15 @@ Result<Digest> Digest::Parse(std::string_view text) {
                                    "\" (kiln verifies sha256 and sha512)");
   }
   if (hex.size() != want) {
-    return Status::InvalidArgument("invalid digest \"" + std::string(text) + "\": " +
-                                   std::string(algo) + " needs " + std::to_string(want) +
+    return Status::InvalidArgument("invalid digest \"" + std::string(text) +
+                                   "\": " + std::string(algo) + " needs " + std::to_string(want) +
                                    " hex digits, found " + std::to_string(hex.size()));
   }
   for (size_t i = 0; i < hex.size(); ++i) {
     const char c = hex[i];
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return Status::InvalidArgument("invalid digest \"" + std::string(text) +
-                                     "\": character " + std::to_string(colon + 1 + i) +
+      return Status::InvalidArgument("invalid digest \"" + std::string(text) + "\": character " +
+                                     std::to_string(colon + 1 + i) +
                                      " is not a lowercase hex digit");
     }
   }
@@ -97,7 +97,8 @@ Digest Sha256::Finish() {
   KILN_CHECK(ctx_ != nullptr, "Sha256::Finish called twice");
   unsigned char out[32];
   unsigned int len = 0;
-  KILN_CHECK(EVP_DigestFinal_ex(ctx_->md, out, &len) == 1 && len == 32, "EVP_DigestFinal_ex failed");
+  KILN_CHECK(EVP_DigestFinal_ex(ctx_->md, out, &len) == 1 && len == 32,
+             "EVP_DigestFinal_ex failed");
   ctx_.reset();
   return Digest::FromSha256Bytes(out);
 }

@@ -182,14 +182,26 @@ void AppendGoString(std::string* out, std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       switch (c) {
-        case '"': out->append("\\\""); break;
-        case '\\': out->append("\\\\"); break;
-        case '\n': out->append("\\n"); break;
-        case '\r': out->append("\\r"); break;
-        case '\t': out->append("\\t"); break;
+        case '"':
+          out->append("\\\"");
+          break;
+        case '\\':
+          out->append("\\\\");
+          break;
+        case '\n':
+          out->append("\\n");
+          break;
+        case '\r':
+          out->append("\\r");
+          break;
+        case '\t':
+          out->append("\\t");
+          break;
         case '<':
         case '>':
-        case '&': AppendUnicodeEscape(out, c); break;
+        case '&':
+          AppendUnicodeEscape(out, c);
+          break;
         default:
           if (c < 0x20) {
             AppendUnicodeEscape(out, c);

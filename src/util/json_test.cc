@@ -9,18 +9,19 @@ TEST(GoStringTest, EscapesLikeEncodingJson) {
   EXPECT_EQ(GoString("plain"), "\"plain\"");
   EXPECT_EQ(GoString("a&b<c>"), "\"a\\u0026b\\u003cc\\u003e\"");
   EXPECT_EQ(GoString("q\"b\\n\nr\rt\t"), "\"q\\\"b\\\\n\\nr\\rt\\t\"");
-  EXPECT_EQ(GoString(std::string("\x00\x08\x0c\x1f\x7f", 5)), "\"\\u0000\\u0008\\u000c\\u001f\x7f\"");
+  EXPECT_EQ(GoString(std::string("\x00\x08\x0c\x1f\x7f", 5)),
+            "\"\\u0000\\u0008\\u000c\\u001f\x7f\"");
   EXPECT_EQ(GoString("\xe2\x80\xa8\xe2\x80\xa9"), "\"\\u2028\\u2029\"");
   EXPECT_EQ(GoString("h\xc3\xa9 \xf0\x9f\x90\xb3"), "\"h\xc3\xa9 \xf0\x9f\x90\xb3\"");
 }
 
 TEST(GoStringTest, InvalidUtf8BecomesReplacementPerByte) {
   EXPECT_EQ(GoString("a\xff"), "\"a\\ufffd\"");
-  EXPECT_EQ(GoString("\xc3"), "\"\\ufffd\"");                    // truncated
-  EXPECT_EQ(GoString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");        // overlong
-  EXPECT_EQ(GoString("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");  // surrogate
+  EXPECT_EQ(GoString("\xc3"), "\"\\ufffd\"");                                   // truncated
+  EXPECT_EQ(GoString("\xc0\xaf"), "\"\\ufffd\\ufffd\"");                        // overlong
+  EXPECT_EQ(GoString("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"");             // surrogate
   EXPECT_EQ(GoString("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"");  // > U+10FFFF
-  EXPECT_EQ(GoString("\xef\xbf\xbd"), "\"\xef\xbf\xbd\"");        // a real U+FFFD is kept
+  EXPECT_EQ(GoString("\xef\xbf\xbd"), "\"\xef\xbf\xbd\"");  // a real U+FFFD is kept
 }
 
 TEST(JsonWriterTest, PlacesSeparators) {
@@ -54,14 +55,16 @@ TEST(JsonWriterTest, PlacesSeparators) {
 TEST(GoMarshalTest, SortsKeysAndFormatsNumbers) {
   auto v = nlohmann::json::parse(
       R"({"b":[1,2.5,1e21,0.0000001,-0.0,100000000000000000000],"a":{"y":null,"x":"<"},"c":true})");
-  EXPECT_EQ(GoMarshal(v),
-            "{\"a\":{\"x\":\"\\u003c\",\"y\":null},\"b\":[1,2.5,1e+21,1e-7,-0,100000000000000000000],"
-            "\"c\":true}");
+  EXPECT_EQ(
+      GoMarshal(v),
+      "{\"a\":{\"x\":\"\\u003c\",\"y\":null},\"b\":[1,2.5,1e+21,1e-7,-0,100000000000000000000],"
+      "\"c\":true}");
 }
 
 TEST(GoMarshalTest, Indent) {
   auto v = nlohmann::json::parse(R"({"b":[1,{}],"a":{},"c":[]})");
-  EXPECT_EQ(GoMarshalIndent(v), "{\n  \"a\": {},\n  \"b\": [\n    1,\n    {}\n  ],\n  \"c\": []\n}");
+  EXPECT_EQ(GoMarshalIndent(v),
+            "{\n  \"a\": {},\n  \"b\": [\n    1,\n    {}\n  ],\n  \"c\": []\n}");
 }
 
 TEST(GoIndentTest, KeepsOrderAndSpelling) {
@@ -97,7 +100,8 @@ TEST(SplitObjectTest, RejectsNonObjects) {
   EXPECT_EQ(SplitObject("[1]", "config").status().message(), "config: expected a JSON object");
   auto bad = SplitObject("{\"a\":", "manifest.json");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("invalid JSON in manifest.json at byte"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("invalid JSON in manifest.json at byte"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -4,19 +4,32 @@ namespace kiln {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kInvalidArgument: return "invalid argument";
-    case StatusCode::kNotFound: return "not found";
-    case StatusCode::kAlreadyExists: return "already exists";
-    case StatusCode::kDigestMismatch: return "digest mismatch";
-    case StatusCode::kUnauthorized: return "unauthorized";
-    case StatusCode::kExecFailed: return "exec failed";
-    case StatusCode::kCancelled: return "cancelled";
-    case StatusCode::kIOError: return "I/O error";
-    case StatusCode::kFailedPrecondition: return "failed precondition";
-    case StatusCode::kResourceExhausted: return "resource exhausted";
-    case StatusCode::kUnimplemented: return "unimplemented";
-    case StatusCode::kInternal: return "internal error";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kInvalidArgument:
+      return "invalid argument";
+    case StatusCode::kNotFound:
+      return "not found";
+    case StatusCode::kAlreadyExists:
+      return "already exists";
+    case StatusCode::kDigestMismatch:
+      return "digest mismatch";
+    case StatusCode::kUnauthorized:
+      return "unauthorized";
+    case StatusCode::kExecFailed:
+      return "exec failed";
+    case StatusCode::kCancelled:
+      return "cancelled";
+    case StatusCode::kIOError:
+      return "I/O error";
+    case StatusCode::kFailedPrecondition:
+      return "failed precondition";
+    case StatusCode::kResourceExhausted:
+      return "resource exhausted";
+    case StatusCode::kUnimplemented:
+      return "unimplemented";
+    case StatusCode::kInternal:
+      return "internal error";
   }
   return "unknown";
 }

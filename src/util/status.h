@@ -20,18 +20,18 @@ namespace kiln {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // the caller's input is malformed
-  kNotFound,           // a blob, reference, file or key does not exist
-  kAlreadyExists,      // creating something that is already there
-  kDigestMismatch,     // bytes do not hash to the digest they claim
-  kUnauthorized,       // credentials missing or refused
-  kExecFailed,         // a process exited non-zero (see Status::exit_code)
-  kCancelled,          // interrupted by the user or a signal
-  kIOError,            // the operating system refused a read, write or rename
-  kFailedPrecondition, // the state does not allow the operation
-  kResourceExhausted,  // a size or count limit was exceeded
-  kUnimplemented,      // a valid request kiln does not support
-  kInternal,           // a broken invariant; a bug in kiln
+  kInvalidArgument,     // the caller's input is malformed
+  kNotFound,            // a blob, reference, file or key does not exist
+  kAlreadyExists,       // creating something that is already there
+  kDigestMismatch,      // bytes do not hash to the digest they claim
+  kUnauthorized,        // credentials missing or refused
+  kExecFailed,          // a process exited non-zero (see Status::exit_code)
+  kCancelled,           // interrupted by the user or a signal
+  kIOError,             // the operating system refused a read, write or rename
+  kFailedPrecondition,  // the state does not allow the operation
+  kResourceExhausted,   // a size or count limit was exceeded
+  kUnimplemented,       // a valid request kiln does not support
+  kInternal,            // a broken invariant; a bug in kiln
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -43,10 +43,14 @@ class [[nodiscard]] Status {
       : code_(code), message_(std::move(message)), exit_code_(exit_code) {}
 
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status InvalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-  static Status DigestMismatch(std::string m) { return {StatusCode::kDigestMismatch, std::move(m)}; }
+  static Status DigestMismatch(std::string m) {
+    return {StatusCode::kDigestMismatch, std::move(m)};
+  }
   static Status Unauthorized(std::string m) { return {StatusCode::kUnauthorized, std::move(m)}; }
   static Status ExecFailed(std::string m, int exit_code) {
     return {StatusCode::kExecFailed, std::move(m), exit_code};
@@ -86,8 +90,8 @@ class [[nodiscard]] Status {
 // Aborts with a message: for broken invariants only, never for bad input.
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond, std::string_view msg);
 
-#define KILN_CHECK(cond, msg)                                  \
-  do {                                                         \
+#define KILN_CHECK(cond, msg)                                           \
+  do {                                                                  \
     if (!(cond)) ::kiln::CheckFailed(__FILE__, __LINE__, #cond, (msg)); \
   } while (0)
 
@@ -95,7 +99,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     KILN_CHECK(!std::get<Status>(v_).ok(), "Result constructed from an OK Status");
   }
@@ -129,9 +133,9 @@ class [[nodiscard]] Result {
 #define KILN_CONCAT_INNER_(a, b) a##b
 #define KILN_CONCAT_(a, b) KILN_CONCAT_INNER_(a, b)
 
-#define KILN_RETURN_IF_ERROR(expr)            \
-  do {                                        \
-    ::kiln::Status kiln_status_ = (expr);     \
+#define KILN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::kiln::Status kiln_status_ = (expr);        \
     if (!kiln_status_.ok()) return kiln_status_; \
   } while (0)
 

@@ -100,7 +100,8 @@ std::string Config(const std::string& arch, const std::string& member, const std
          "\",\"config\":{\"Cmd\":[\"sh\"]},\"created\":\"2022-11-01T00:00:00Z\","
          "\"history\":[{\"created\":\"2022-11-01T00:00:00Z\",\"created_by\":\"RUN true # "
          "buildkit\",\"comment\":\"buildkit.dockerfile.v0\"}],"
-         "\"" + member + "\":\"" + Base64Encode(record) +
+         "\"" +
+         member + "\":\"" + Base64Encode(record) +
          "\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[]}}";
 }
 
@@ -110,15 +111,15 @@ std::string Manifest(Layout& l, const std::string& config) {
          l.Descriptor("application/vnd.oci.image.config.v1+json", config) + ",\"layers\":[]}";
 }
 
-const char kBusyboxPin[] = "sha256:b69959407d21e8a062e0416bf13405bb2b71ed7a84dde4158ebafacfa06f5578";
+const char kBusyboxPin[] =
+    "sha256:b69959407d21e8a062e0416bf13405bb2b71ed7a84dde4158ebafacfa06f5578";
 
 class InspectTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::path(::testing::TempDir()) /
-           ("kiln-inspect-" + std::string(::testing::UnitTest::GetInstance()
-                                              ->current_test_info()
-                                              ->name()));
+           ("kiln-inspect-" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -138,24 +139,28 @@ TEST_F(InspectTest, SinglePlatformOciArchiveFromBuildKit) {
 
   RunResult r = RunKiln("buildinfo inspect --format json " + (dir_ / "image.tar").string());
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out,
-            "{\n"
-            "  \"containerimage.buildinfo\": {\n"
-            "    \"frontend\": \"dockerfile.v0\",\n"
-            "    \"sources\": [\n"
-            "      {\n"
-            "        \"type\": \"docker-image\",\n"
-            "        \"ref\": \"docker.io/library/busybox:latest\",\n"
-            "        \"pin\": \"" + std::string(kBusyboxPin) + "\"\n"
-            "      },\n"
-            "      {\n"
-            "        \"type\": \"http\",\n"
-            "        \"ref\": \"https://raw.githubusercontent.com/moby/moby/master/README.md\",\n"
-            "        \"pin\": \"sha256:419455202b0ef97e480d7f8199b26a721a417818bc0e2d106975f74323f25e6c\"\n"
-            "      }\n"
-            "    ]\n"
-            "  }\n"
-            "}\n");
+  EXPECT_EQ(
+      r.out,
+      "{\n"
+      "  \"containerimage.buildinfo\": {\n"
+      "    \"frontend\": \"dockerfile.v0\",\n"
+      "    \"sources\": [\n"
+      "      {\n"
+      "        \"type\": \"docker-image\",\n"
+      "        \"ref\": \"docker.io/library/busybox:latest\",\n"
+      "        \"pin\": \"" +
+          std::string(kBusyboxPin) +
+          "\"\n"
+          "      },\n"
+          "      {\n"
+          "        \"type\": \"http\",\n"
+          "        \"ref\": \"https://raw.githubusercontent.com/moby/moby/master/README.md\",\n"
+          "        \"pin\": "
+          "\"sha256:419455202b0ef97e480d7f8199b26a721a417818bc0e2d106975f74323f25e6c\"\n"
+          "      }\n"
+          "    ]\n"
+          "  }\n"
+          "}\n");
 
   RunResult pretty = RunKiln("buildinfo inspect " + (dir_ / "image.tar").string());
   ASSERT_EQ(pretty.exit_code, 0) << pretty.out;
@@ -176,8 +181,9 @@ TEST_F(InspectTest, MultiPlatformIndexKeyedPerPlatform) {
       l.Descriptor("application/vnd.oci.image.manifest.v1+json", amd,
                    ",\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"}") +
       "," +
-      l.Descriptor("application/vnd.oci.image.manifest.v1+json", arm,
-                   ",\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}") +
+      l.Descriptor(
+          "application/vnd.oci.image.manifest.v1+json", arm,
+          ",\"platform\":{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}") +
       "]}";
   l.index_json = "{\"schemaVersion\":2,\"manifests\":[" +
                  l.Descriptor("application/vnd.oci.image.index.v1+json", index) + "]}";
@@ -213,8 +219,8 @@ TEST_F(InspectTest, DockerArchive) {
   std::string hex = Sha256Of(config).str().substr(7);
   WriteTar(dir_ / "docker.tar",
            {{hex + ".json", config},
-            {"manifest.json", "[{\"Config\":\"" + hex +
-                                  ".json\",\"RepoTags\":[\"example/app:1\"],\"Layers\":[]}]"},
+            {"manifest.json",
+             "[{\"Config\":\"" + hex + ".json\",\"RepoTags\":[\"example/app:1\"],\"Layers\":[]}]"},
             {"repositories", "{\"example/app\":{\"1\":\"" + hex + "\"}}"}});
   RunResult r = RunKiln("buildinfo inspect --format json " + (dir_ / "docker.tar").string());
   ASSERT_EQ(r.exit_code, 0) << r.out;
