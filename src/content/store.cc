@@ -116,15 +116,7 @@ Status Writer::Commit(const Digest& expected, uint64_t expected_size) {
     return Status::Unimplemented("cannot store blob " + expected.str() +
                                  ": the content store holds sha256 blobs only");
   }
-  if (!error_.ok()) {
-    Abort();
-    return error_;
-  }
-  Status st = Flush();
-  if (!st.ok()) {
-    Abort();
-    return st;
-  }
+  KILN_RETURN_IF_ERROR(FlushOrAbort());
   const uint64_t got_size = hash_.size();
   const Digest got = hash_.Finish();
   if (got != expected || got_size != expected_size) {
@@ -138,18 +130,16 @@ Status Writer::Commit(const Digest& expected, uint64_t expected_size) {
 
 Result<Digest> Writer::Commit() {
   if (fd_ < 0) return Status::FailedPrecondition("Writer::Commit after Commit or Abort");
-  if (!error_.ok()) {
-    Abort();
-    return error_;
-  }
-  Status st = Flush();
-  if (!st.ok()) {
-    Abort();
-    return st;
-  }
+  KILN_RETURN_IF_ERROR(FlushOrAbort());
   const Digest got = hash_.Finish();
   KILN_RETURN_IF_ERROR(Finish(got));
   return got;
+}
+
+Status Writer::FlushOrAbort() {
+  Status st = error_.ok() ? Flush() : error_;
+  if (!st.ok()) Abort();
+  return st;
 }
 
 Status Writer::Finish(const Digest& digest) {

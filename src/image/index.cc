@@ -27,12 +27,8 @@ Status ReadIndex(std::string_view json, Index* x) {
              return ReadDescriptorList(v, at, &x->manifests);
            }},
           {"subject",
-           [&](std::string_view v, const std::string& at) -> Status {
-             if (v == "null") return Status::Ok();
-             Descriptor d;
-             KILN_RETURN_IF_ERROR(ReadDescriptor(v, at, &d));
-             x->subject = std::move(d);
-             return Status::Ok();
+           [&](std::string_view v, const std::string& at) {
+             return ReadOptionalDescriptor(v, at, &x->subject);
            }},
           {"annotations",
            [&](std::string_view v, const std::string& at) {

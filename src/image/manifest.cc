@@ -19,6 +19,18 @@ Status ReadDescriptorList(std::string_view raw, const std::string& path,
   return Status::Ok();
 }
 
+Status ReadOptionalDescriptor(std::string_view raw, const std::string& path,
+                              std::optional<Descriptor>* out) {
+  if (raw == "null") {
+    out->reset();
+    return Status::Ok();
+  }
+  Descriptor d;
+  KILN_RETURN_IF_ERROR(ReadDescriptor(raw, path, &d));
+  *out = std::move(d);
+  return Status::Ok();
+}
+
 void WriteDescriptorList(util::JsonWriter& w, const std::vector<Descriptor>& list) {
   w.BeginArray();
   for (const auto& d : list) d.WriteJson(w);
@@ -61,12 +73,8 @@ Status ReadManifest(std::string_view json, Manifest* m) {
           {"layers", [&](std::string_view v,
                          const std::string& at) { return ReadDescriptorList(v, at, &m->layers); }},
           {"subject",
-           [&](std::string_view v, const std::string& at) -> Status {
-             if (v == "null") return Status::Ok();
-             Descriptor d;
-             KILN_RETURN_IF_ERROR(ReadDescriptor(v, at, &d));
-             m->subject = std::move(d);
-             return Status::Ok();
+           [&](std::string_view v, const std::string& at) {
+             return ReadOptionalDescriptor(v, at, &m->subject);
            }},
           {"annotations",
            [&](std::string_view v, const std::string& at) {

@@ -4,6 +4,7 @@
 // Thread-safety: pure functions.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,10 @@ void WritePlatform(util::JsonWriter& w, const Platform& p, const MemberLayout& l
 
 // A descriptor object; mediaType, digest and size are required.
 Status ReadDescriptor(std::string_view raw, const std::string& path, Descriptor* out);
+
+// An optional descriptor such as "subject": null reads as none.
+Status ReadOptionalDescriptor(std::string_view raw, const std::string& path,
+                              std::optional<Descriptor>* out);
 
 // A JSON array of descriptors (null reads as none); elements are named
 // "<path>[i]" in errors.
