@@ -186,51 +186,6 @@ Status ReadBuildInfo(const json& v, const std::string& path, BuildInfo* out) {
   return Status::Ok();
 }
 
-// Length of the valid UTF-8 sequence at s[i], or 0 (Go's utf8.DecodeRune).
-size_t Utf8Length(std::string_view s, size_t i) {
-  auto at = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  auto cont = [&](size_t k, unsigned char lo = 0x80, unsigned char hi = 0xBF) {
-    return i + k < s.size() && at(k) >= lo && at(k) <= hi;
-  };
-  const unsigned char b0 = at(0);
-  if (b0 < 0x80) return 1;
-  if (b0 >= 0xC2 && b0 <= 0xDF) return cont(1) ? 2 : 0;
-  if (b0 >= 0xE0 && b0 <= 0xEF) {
-    const bool ok = cont(1, b0 == 0xE0 ? 0xA0 : 0x80, b0 == 0xED ? 0x9F : 0xBF) && cont(2);
-    return ok ? 3 : 0;
-  }
-  if (b0 >= 0xF0 && b0 <= 0xF4) {
-    const bool ok =
-        cont(1, b0 == 0xF0 ? 0x90 : 0x80, b0 == 0xF4 ? 0x8F : 0xBF) && cont(2) && cont(3);
-    return ok ? 4 : 0;
-  }
-  return 0;
-}
-
-// Go's decoder turns each byte of an invalid UTF-8 sequence into U+FFFD;
-// nlohmann would refuse the text instead, so replace them first.
-std::string_view SanitizeUtf8(std::string_view text, std::string* storage) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const size_t n = Utf8Length(text, i);
-    if (n == 0) break;
-    i += n;
-  }
-  if (i == text.size()) return text;
-  storage->assign(text.substr(0, i));
-  while (i < text.size()) {
-    const size_t n = Utf8Length(text, i);
-    if (n == 0) {
-      storage->append("\xEF\xBF\xBD");
-      ++i;
-    } else {
-      storage->append(text.substr(i, n));
-      i += n;
-    }
-  }
-  return *storage;
-}
-
 struct Contributor {
   std::string what;
   size_t size;
@@ -272,7 +227,8 @@ std::string Encode(const BuildInfo& bi) {
 
 Result<BuildInfo> Decode(std::string_view text) {
   std::string sanitized;
-  KILN_ASSIGN_OR_RETURN(json v, util::ParseJson(SanitizeUtf8(text, &sanitized), "build sources"));
+  KILN_ASSIGN_OR_RETURN(
+      json v, util::ParseJson(util::ReplaceInvalidUtf8(text, &sanitized), "build sources"));
   BuildInfo bi;
   KILN_RETURN_IF_ERROR(ReadBuildInfo(v, "", &bi));
   return bi;

@@ -8,10 +8,9 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-// Decodes one UTF-8 sequence at s[i] exactly as Go's utf8.DecodeRuneInString:
-// returns its length, or 0 when the bytes are not a valid encoding (Go then
-// consumes a single byte and yields U+FFFD).
-size_t ValidUtf8Length(std::string_view s, size_t i) {
+}  // namespace
+
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
   const auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
   const size_t left = s.size() - i;
   const unsigned char b0 = b(0);
@@ -34,6 +33,30 @@ size_t ValidUtf8Length(std::string_view s, size_t i) {
   }
   return 0;
 }
+
+std::string_view ReplaceInvalidUtf8(std::string_view text, std::string* storage) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t n = Utf8SequenceLength(text, i);
+    if (n == 0) break;
+    i += n;
+  }
+  if (i == text.size()) return text;
+  storage->assign(text.substr(0, i));
+  while (i < text.size()) {
+    const size_t n = Utf8SequenceLength(text, i);
+    if (n == 0) {
+      storage->append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      storage->append(text.substr(i, n));
+      i += n;
+    }
+  }
+  return *storage;
+}
+
+namespace {
 
 void AppendUnicodeEscape(std::string* out, unsigned int cp) {
   out->append("\\u");
@@ -212,7 +235,7 @@ void AppendGoString(std::string* out, std::string_view s) {
       ++i;
       continue;
     }
-    const size_t n = ValidUtf8Length(s, i);
+    const size_t n = Utf8SequenceLength(s, i);
     if (n == 0) {
       out->append("\\ufffd");
       ++i;

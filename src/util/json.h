@@ -28,6 +28,14 @@
 
 namespace kiln::util {
 
+// Length of the UTF-8 sequence at s[i] if it is valid by Go's rules
+// (utf8.DecodeRuneInString: no overlong forms, surrogates or code points above
+// U+10FFFF), else 0. Precondition: i < s.size().
+size_t Utf8SequenceLength(std::string_view s, size_t i);
+// Go's decoders replace each byte of an invalid UTF-8 sequence with U+FFFD.
+// Returns `text` itself when it is valid, else the repaired copy in *storage.
+std::string_view ReplaceInvalidUtf8(std::string_view text, std::string* storage);
+
 // Appends `s` as a Go encoding/json string literal, quotes included.
 void AppendGoString(std::string* out, std::string_view s);
 std::string GoString(std::string_view s);

@@ -24,6 +24,19 @@ TEST(GoStringTest, InvalidUtf8BecomesReplacementPerByte) {
   EXPECT_EQ(GoString("\xef\xbf\xbd"), "\"\xef\xbf\xbd\"");  // a real U+FFFD is kept
 }
 
+TEST(Utf8Test, ReplaceInvalidLikeGo) {
+  std::string storage;
+  EXPECT_EQ(ReplaceInvalidUtf8("ok \xc3\xa9", &storage), "ok \xc3\xa9");
+  EXPECT_TRUE(storage.empty());  // valid text is returned as is
+  EXPECT_EQ(ReplaceInvalidUtf8("a\xff"
+                               "b\xc0\xaf",
+                               &storage),
+            "a\xef\xbf\xbd"
+            "b\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(Utf8SequenceLength("\xf0\x9f\x90\xb3", 0), 4u);
+  EXPECT_EQ(Utf8SequenceLength("\xed\xa0\x80", 0), 0u);
+}
+
 TEST(JsonWriterTest, PlacesSeparators) {
   JsonWriter w;
   w.BeginObject();
