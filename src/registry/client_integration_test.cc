@@ -570,6 +570,8 @@ TEST_F(FaultTest, TooManyRequestsHonoursRetryAfter) {
   const auto start = std::chrono::steady_clock::now();
   auto p = client_.Pull(image_, Plat("linux/amd64"), store);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
+  // A lower bound only: honouring Retry-After is a wait, and a loaded machine
+  // can make it longer, never shorter (no upper bound is asserted).
   EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(950));
 }
 
@@ -605,12 +607,29 @@ TEST_F(FaultTest, StalledResponseTimesOutAndIsRetried) {
   o.low_speed_time = std::chrono::milliseconds(1000);
   Client client = NewClient(o);
   auto store = NewStore(tmp_.path() / "s");
-  AddRule({{"mode", "delay"}, {"seconds", 4}, {"times", 1}}, "blobs/" + layer_.str());
-  const auto start = std::chrono::steady_clock::now();
+  // The first GET of the layer stalls for far longer than low_speed_time; the
+  // client must give up on it and fetch the blob again. Checked by what the
+  // proxy saw, not by wall time (tests never assert timings).
+  AddRule({{"mode", "delay"}, {"seconds", 30}, {"times", 1}}, "blobs/" + layer_.str());
   auto p = client.Pull(image_, Plat("linux/amd64"), store);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
   EXPECT_TRUE(store.Has(layer_));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3900));
+  // The stalled request is still hanging in the proxy (its log entry comes
+  // when it ends), so the stall is read from the rule's hit count.
+  auto rules = nlohmann::json::parse(Control("GET", "/rules"), nullptr, false);
+  int stalled = 0;
+  for (const auto& r : rules["rules"]) {
+    if (r.value("id", -1) == rules_.back()) stalled = r.value("hits", 0);
+  }
+  int served = 0;
+  for (const auto& r : Requests()) {
+    if (Str(r, "method") == "GET" && Str(r, "path").find(layer_.str()) != std::string::npos &&
+        !IsFault(r)) {
+      ++served;
+    }
+  }
+  EXPECT_EQ(stalled, 1);
+  EXPECT_GE(served, 1);
 }
 
 TEST_F(FaultTest, OversizedManifestIsRejected) {
