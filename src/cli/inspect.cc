@@ -200,8 +200,7 @@ Result<RecordsByKey> CollectRecords(const fs::path& path) {
   return records;
 }
 
-std::string FormatJson(const RecordsByKey& records) {
-  util::JsonWriter w;
+void WriteRecordsJson(util::JsonWriter& w, const RecordsByKey& records) {
   w.BeginObject();
   for (const auto& [key, record] : records) {
     w.Key(key);
@@ -212,6 +211,11 @@ std::string FormatJson(const RecordsByKey& records) {
     }
   }
   w.EndObject();
+}
+
+std::string FormatJson(const RecordsByKey& records) {
+  util::JsonWriter w;
+  WriteRecordsJson(w, records);
   auto indented = util::GoIndent(w.str());
   KILN_CHECK(indented.ok(), "kiln wrote invalid JSON: " + w.str());
   return *indented + "\n";

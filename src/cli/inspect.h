@@ -2,7 +2,11 @@
 // directory, an OCI or Docker image archive, or a raw image-config file, and
 // reads the build-sources record of each.
 //
-// Called by main.cc only. Thread-safety: plain functions.
+// The record formatting (FormatJson, FormatPretty, WriteRecordsJson) is
+// shared with `kiln inspect` (registry_commands.h), which prints the records
+// of registry images the same way.
+//
+// Called by main.cc and registry_commands.cc. Thread-safety: plain functions.
 #pragma once
 
 #include <filesystem>
@@ -11,6 +15,7 @@
 #include <string>
 
 #include "buildinfo/buildinfo.h"
+#include "util/json.h"
 #include "util/status.h"
 
 namespace kiln::cli {
@@ -25,6 +30,10 @@ using RecordsByKey = std::map<std::string, std::optional<buildinfo::BuildInfo>>;
 // no known format, a blob whose bytes do not match its digest, a record that
 // is not valid base64 JSON.
 Result<RecordsByKey> CollectRecords(const std::filesystem::path& path);
+
+// Writes `records` as one compact JSON object value into `w`: each key maps to
+// its record in canonical member order, or null.
+void WriteRecordsJson(util::JsonWriter& w, const RecordsByKey& records);
 
 // `--format json`: an indented JSON object, records in their canonical member
 // order; an image without a record maps to null.

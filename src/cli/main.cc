@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cli/inspect.h"
+#include "cli/registry_commands.h"
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "dev"
@@ -23,6 +24,20 @@ int Fail(const kiln::Status& status) {
   return 1;
 }
 
+// Writes `out` to stdout; a failed write (a closed pipe, a full disk) fails
+// the command.
+int Print(const std::string& out) {
+  if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0) {
+    return Fail(kiln::Status::IOError("cannot write to standard output"));
+  }
+  return 0;
+}
+
+int PrintOrFail(const kiln::Result<std::string>& out) {
+  if (!out.ok()) return Fail(out.status());
+  return Print(*out);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -32,7 +47,50 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for all subcommands");
 
+  kiln::cli::GlobalOptions global;
+  global.root = kiln::cli::DefaultRoot();
+  std::string root = global.root.string();
+  app.add_option("--root", root,
+                 "State directory; the content store is ROOT/content (default: $KILN_ROOT, else "
+                 "/var/lib/kiln for root, else $XDG_DATA_HOME/kiln or ~/.local/share/kiln)")
+      ->capture_default_str();
+
   auto* version = app.add_subcommand("version", "Print kiln's version");
+
+  kiln::cli::PullOptions pull_opts;
+  auto* pull = app.add_subcommand("pull", "Pull an image from a registry into the content store");
+  pull->fallthrough();
+  pull->add_option("--platform", pull_opts.platform,
+                   "Platform to pull from a multi-platform image: os/arch[/variant] "
+                   "(default: the host's)");
+  pull->add_option("REF", pull_opts.reference, "Image reference (docker://REF or REF)")->required();
+
+  kiln::cli::InspectOptions inspect_opts;
+  auto* image_inspect = app.add_subcommand(
+      "inspect",
+      "Show an image's manifest tree and the build sources of each platform: a registry "
+      "reference (docker://REF or REF), oci-layout://PATH[:TAG] or oci-archive://FILE[:TAG]");
+  image_inspect->fallthrough();
+  image_inspect->add_flag("--raw", inspect_opts.raw,
+                          "Print the top manifest or index bytes exactly as stored");
+  image_inspect->add_option("--format", inspect_opts.format, "Output format: pretty or json")
+      ->check(CLI::IsMember({"pretty", "json"}));
+  image_inspect->add_option("REF", inspect_opts.location, "Image to inspect")->required();
+
+  kiln::cli::CopyOptions copy_opts;
+  bool copy_all = false;
+  auto* copy = app.add_subcommand(
+      "copy",
+      "Copy an image between registries (docker://REF or REF), OCI layouts "
+      "(oci-layout://PATH[:TAG]) and OCI archives (oci-archive://FILE[:TAG]), bytes unchanged");
+  copy->fallthrough();
+  auto* copy_platform = copy->add_option(
+      "--platform", copy_opts.platform,
+      "Copy only this platform's manifest of a multi-platform image: os/arch[/variant]");
+  copy->add_flag("--all", copy_all, "Copy every platform of a multi-platform image (default)")
+      ->excludes(copy_platform);
+  copy->add_option("SRC", copy_opts.source, "Source image")->required();
+  copy->add_option("DST", copy_opts.destination, "Destination")->required();
 
   auto* bi = app.add_subcommand("buildinfo", "Work with build-sources records");
   bi->require_subcommand(1);
@@ -49,9 +107,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --help-all
+    return Fail(kiln::Status::InvalidArgument(std::string(e.what()) + " (see kiln --help)"));
   }
 
+  global.root = root;
   if (version->parsed()) {
     std::printf("kiln %s\n", KILN_VERSION);
     return 0;
@@ -61,8 +121,10 @@ int main(int argc, char** argv) {
     if (!records.ok()) return Fail(records.status());
     std::string out =
         format == "json" ? kiln::cli::FormatJson(*records) : kiln::cli::FormatPretty(*records);
-    std::fwrite(out.data(), 1, out.size(), stdout);
-    return 0;
+    return Print(out);
   }
+  if (pull->parsed()) return PrintOrFail(kiln::cli::RunPull(global, pull_opts));
+  if (image_inspect->parsed()) return PrintOrFail(kiln::cli::RunInspect(global, inspect_opts));
+  if (copy->parsed()) return PrintOrFail(kiln::cli::RunCopy(global, copy_opts));
   return 0;
 }
