@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs kiln's perftests and the reference figures they are compared with.
-# Usage: bench/run.sh [BUILD_DIR]   (make bench)
+# Usage: bench/run.sh [--no-pull] [BUILD_DIR]   (make bench)
+#   --no-pull   skip the registry pull benchmark (bench/pull_bench.sh, about a
+#               minute: loopback fixture, 210 MB image, kiln vs skopeo)
 set -euo pipefail
+PULL=1
+if [ "${1:-}" = --no-pull ]; then PULL=0; shift; fi
 BUILD_DIR=${1:-build}
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
@@ -14,3 +18,7 @@ echo "== reference: sha256sum of the same 1 GiB from a pipe"
   "head -c 1073741824 /dev/zero | sha256sum >/dev/null"
 echo "== kiln build-sources record, 10,000 sources"
 "$BUILD_DIR/bench/buildinfo_perftest" 10000
+if [ "$PULL" = 1 ]; then
+  echo "== kiln pull vs skopeo copy, ~200 MB image from the loopback registry"
+  "$(dirname "$0")/pull_bench.sh" "$BUILD_DIR"
+fi
