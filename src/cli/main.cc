@@ -2,9 +2,12 @@
 // This file only wires commands to the modules that do the work.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
+#include "cli/config.h"
 #include "cli/inspect.h"
 #include "cli/registry_commands.h"
 
@@ -54,6 +57,11 @@ int main(int argc, char** argv) {
                  "State directory; the content store is ROOT/content (default: $KILN_ROOT, else "
                  "/var/lib/kiln for root, else $XDG_DATA_HOME/kiln or ~/.local/share/kiln)")
       ->capture_default_str();
+
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "kiln config file (default: $KILN_CONFIG, else /etc/kiln/config.json for root, "
+                 "else ~/.config/kiln/config.json)");
 
   auto* version = app.add_subcommand("version", "Print kiln's version");
 
@@ -123,6 +131,13 @@ int main(int argc, char** argv) {
         format == "json" ? kiln::cli::FormatJson(*records) : kiln::cli::FormatPretty(*records);
     return Print(out);
   }
+  // The registry commands read the kiln config (a named file must exist).
+  const bool named = !config_path.empty();
+  auto config = kiln::cli::LoadConfig(
+      named ? std::filesystem::path(config_path) : kiln::cli::DefaultConfigPath(),
+      named || std::getenv("KILN_CONFIG") != nullptr);
+  if (!config.ok()) return Fail(config.status());
+  global.insecure_registries = config->insecure_registries;
   if (pull->parsed()) return PrintOrFail(kiln::cli::RunPull(global, pull_opts));
   if (image_inspect->parsed()) return PrintOrFail(kiln::cli::RunInspect(global, inspect_opts));
   if (copy->parsed()) return PrintOrFail(kiln::cli::RunCopy(global, copy_opts));

@@ -45,6 +45,12 @@ constexpr int kMaxIndexDepth = 8;
 // Configs are read whole; anything larger is not a config kiln will parse.
 constexpr int64_t kMaxConfigSize = 8 << 20;
 
+Result<registry::Client> NewClient(const GlobalOptions& global) {
+  registry::RegistryOptions options;
+  options.insecure_registries = global.insecure_registries;
+  return registry::Client::Create(std::move(options));
+}
+
 Result<content::Store> OpenStore(const GlobalOptions& global) {
   if (global.root.empty()) {
     return Status::InvalidArgument("no state root: pass --root or set KILN_ROOT");
@@ -220,11 +226,12 @@ struct OpenedSource {
   std::unique_ptr<ImageSource> source;
 };
 
-Result<OpenedSource> OpenSource(const ImageLocation& loc, const content::Store* store) {
+Result<OpenedSource> OpenSource(const GlobalOptions& global, const ImageLocation& loc,
+                                const content::Store* store) {
   OpenedSource out;
   switch (loc.transport) {
     case Transport::kRegistry: {
-      KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create({}));
+      KILN_ASSIGN_OR_RETURN(registry::Client client, NewClient(global));
       out.client = std::make_unique<registry::Client>(std::move(client));
       out.source = std::make_unique<RegistrySource>(out.client.get(), loc.reference, store);
       return out;
@@ -413,7 +420,7 @@ Result<std::string> RunPull(const GlobalOptions& global, const PullOptions& opti
   }
   KILN_ASSIGN_OR_RETURN(image::Platform platform, PlatformOrHost(options.platform));
   KILN_ASSIGN_OR_RETURN(content::Store store, OpenStore(global));
-  KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create({}));
+  KILN_ASSIGN_OR_RETURN(registry::Client client, NewClient(global));
   KILN_ASSIGN_OR_RETURN(registry::PullResult pulled, client.Pull(loc.reference, platform, store));
   const registry::Resolved& r = pulled.resolved;
 
@@ -441,7 +448,7 @@ Result<std::string> RunInspect(const GlobalOptions& global, const InspectOptions
     KILN_ASSIGN_OR_RETURN(content::Store s, OpenStore(global));
     store.emplace(std::move(s));
   }
-  KILN_ASSIGN_OR_RETURN(OpenedSource opened, OpenSource(loc, store ? &*store : nullptr));
+  KILN_ASSIGN_OR_RETURN(OpenedSource opened, OpenSource(global, loc, store ? &*store : nullptr));
   ImageSource& source = *opened.source;
   KILN_ASSIGN_OR_RETURN(registry::FetchedManifest top, source.Top());
   if (options.raw) return std::move(top.bytes);
@@ -518,7 +525,7 @@ Result<std::string> RunCopy(const GlobalOptions& global, const CopyOptions& opti
     platform = std::move(p);
   }
   KILN_ASSIGN_OR_RETURN(content::Store store, OpenStore(global));
-  KILN_ASSIGN_OR_RETURN(OpenedSource opened, OpenSource(src, &store));
+  KILN_ASSIGN_OR_RETURN(OpenedSource opened, OpenSource(global, src, &store));
   ImageSource& source = *opened.source;
 
   KILN_ASSIGN_OR_RETURN(registry::FetchedManifest top, SelectTop(source, platform));
@@ -531,7 +538,7 @@ Result<std::string> RunCopy(const GlobalOptions& global, const CopyOptions& opti
     registry::Client* client = opened.client.get();
     std::optional<registry::Client> own;
     if (client == nullptr) {
-      KILN_ASSIGN_OR_RETURN(registry::Client c, registry::Client::Create({}));
+      KILN_ASSIGN_OR_RETURN(registry::Client c, NewClient(global));
       own.emplace(std::move(c));
       client = &*own;
     }

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "util/status.h"
 
@@ -43,7 +44,8 @@ namespace kiln::cli {
 std::filesystem::path DefaultRoot();
 
 struct GlobalOptions {
-  std::filesystem::path root;  // state root; the content store is ROOT/content
+  std::filesystem::path root;                    // state root; the content store is ROOT/content
+  std::vector<std::string> insecure_registries;  // from the kiln config (cli/config.h)
 };
 
 struct PullOptions {

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "cli/config.h"
 #include "cli/image_location.h"
 #include "cli/ref_index.h"
 #include "cli/registry_commands.h"
@@ -144,6 +145,55 @@ TEST(RefIndexTest, RecordsAndRewrites) {
   std::ofstream(root / "refs.json") << "[1]";
   EXPECT_EQ(ReadReferences(root).status().code(), StatusCode::kInvalidArgument);
   fs::remove_all(root);
+}
+
+}  // namespace
+}  // namespace kiln::cli
+
+namespace kiln::cli {
+namespace {
+
+class KilnConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) / "kiln-config-test";
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::filesystem::path Write(const std::string& text) {
+    std::ofstream(dir_ / "config.json") << text;
+    return dir_ / "config.json";
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(KilnConfigTest, ReadsInsecureRegistries) {
+  auto c = LoadConfig(Write(R"({"insecure-registries": ["registry.lan:5000", "10.0.0.5"]})"), true);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->insecure_registries, (std::vector<std::string>{"registry.lan:5000", "10.0.0.5"}));
+}
+
+TEST_F(KilnConfigTest, MissingDefaultFileIsEmptyButNamedFileMustExist) {
+  auto c = LoadConfig(dir_ / "absent.json", false);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->insecure_registries.empty());
+  auto named = LoadConfig(dir_ / "absent.json", true);
+  EXPECT_EQ(named.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(named.status().message(),
+            "cannot read kiln config " + (dir_ / "absent.json").string() + ": no such file");
+}
+
+TEST_F(KilnConfigTest, BadInputNamesFileAndMember) {
+  const std::string where = "kiln config " + (dir_ / "config.json").string();
+  EXPECT_EQ(LoadConfig(Write(R"({"insecure_registries": []})"), true).status().message(),
+            where + ": unknown setting \"insecure_registries\" (known: insecure-registries)");
+  EXPECT_EQ(LoadConfig(Write(R"({"insecure-registries": "a:5000"})"), true).status().message(),
+            where + ": \"insecure-registries\" must be an array of \"host[:port]\" strings");
+  EXPECT_EQ(LoadConfig(Write(R"({"insecure-registries": ["a", 5]})"), true).status().message(),
+            where + ": insecure-registries[1] must be a non-empty \"host[:port]\" string");
+  EXPECT_EQ(LoadConfig(Write("[]"), true).status().message(), where + ": expected a JSON object");
+  EXPECT_FALSE(LoadConfig(Write("{"), true).ok());
 }
 
 }  // namespace

@@ -275,6 +275,31 @@ TEST_F(InspectTest, BadInputIsOneClearLine) {
   EXPECT_NE(fmt.out.find("yaml"), std::string::npos) << fmt.out;
 }
 
+// A registry that is not on loopback is spoken to over HTTPS unless the kiln
+// config lists it as insecure. `.invalid` never resolves, so the error shows
+// which URL kiln tried without any traffic leaving the machine.
+TEST_F(InspectTest, InsecureRegistriesFromConfig) {
+  RunResult https = RunKiln("--root " + (dir_ / "root").string() + " --config /dev/null/absent " +
+                            "pull registry.invalid:5000/app:1");
+  EXPECT_NE(https.exit_code, 0);
+  EXPECT_NE(https.out.find("cannot read kiln config /dev/null/absent"), std::string::npos)
+      << https.out;
+
+  std::ofstream(dir_ / "empty.json") << "{}";
+  RunResult tls = RunKiln("--root " + (dir_ / "root").string() + " --config " +
+                          (dir_ / "empty.json").string() + " pull registry.invalid:5000/app:1");
+  EXPECT_NE(tls.exit_code, 0);
+  EXPECT_NE(tls.out.find("https://registry.invalid:5000/v2/"), std::string::npos) << tls.out;
+
+  std::ofstream(dir_ / "insecure.json") << R"({"insecure-registries": ["registry.invalid:5000"]})";
+  RunResult plain =
+      RunKiln("--root " + (dir_ / "root").string() + " --config " +
+              (dir_ / "insecure.json").string() + " pull registry.invalid:5000/app:1");
+  EXPECT_NE(plain.exit_code, 0);
+  EXPECT_NE(plain.out.find("http://registry.invalid:5000/v2/"), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find('\n'), plain.out.size() - 1) << plain.out;
+}
+
 TEST(VersionTest, PrintsVersion) {
   RunResult r = RunKiln("version");
   EXPECT_EQ(r.exit_code, 0);

@@ -1,0 +1,35 @@
+// kiln's configuration file: settings that belong to the machine or the user
+// rather than to one build. Today it holds one setting, Docker's
+// `insecure-registries` (registries spoken to over plain HTTP although they
+// are not on the loopback interface):
+//
+//   {"insecure-registries": ["registry.lan:5000", "10.0.0.5:5000"]}
+//
+// The file is JSON. Unknown members are an error naming them, so a misspelled
+// setting never silently does nothing.
+//
+// Called by main.cc. Thread-safety: plain functions.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace kiln::cli {
+
+struct Config {
+  std::vector<std::string> insecure_registries;  // "host[:port]", as in references
+};
+
+// $KILN_CONFIG, else /etc/kiln/config.json for root, else
+// $XDG_CONFIG_HOME/kiln/config.json, else ~/.config/kiln/config.json.
+std::filesystem::path DefaultConfigPath();
+
+// Reads `path`. A missing file gives the empty Config when `required` is
+// false (the default location need not exist) and kNotFound when true (the
+// user named it). Errors name the file and the member.
+Result<Config> LoadConfig(const std::filesystem::path& path, bool required);
+
+}  // namespace kiln::cli
