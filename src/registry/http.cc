@@ -153,9 +153,12 @@ size_t ReadCallback(char* buf, size_t size, size_t nitems, void* user) {
 }
 
 // Whether another try may succeed: network trouble yes; a malformed URL, a
-// certificate that does not verify or an abort by kiln's own callbacks no.
+// host name that does not resolve, a certificate that does not verify or an
+// abort by kiln's own callbacks no.
 bool IsRetryableCurlError(CURLcode code) {
   switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST:  // a typo in the registry name stays a typo
+    case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:

@@ -51,6 +51,16 @@ TEST(HttpTest, FindHeaderIsCaseInsensitive) {
   EXPECT_EQ(FindHeader(h, "Location"), std::nullopt);
 }
 
+TEST(HttpTest, UnresolvableHostIsNotRetried) {
+  auto t = Transport::Create({});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  Request req;
+  req.url = "http://registry.invalid:5000/v2/";  // .invalid never resolves (RFC 2606)
+  Response r = (*t)->Do(req);
+  EXPECT_EQ(r.error.code(), StatusCode::kIOError) << r.error.ToString();
+  EXPECT_FALSE(r.retryable);
+}
+
 TEST(HttpTest, ConnectionRefusedIsRetryable) {
   auto t = Transport::Create({});
   ASSERT_TRUE(t.ok()) << t.status().ToString();
