@@ -1,6 +1,6 @@
 #include "buildinfo/redact.h"
 
-#include <cctype>
+#include "util/strings.h"
 
 namespace kiln::buildinfo {
 namespace {
@@ -12,12 +12,6 @@ bool IsSpace(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 bool IsQuote(char c) { return c == '"' || c == '\'' || c == '`' || c == '<' || c == '>'; }
-
-std::string AsciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 int HexValue(char c) {
   if (IsDigit(c)) return c - '0';
@@ -59,7 +53,7 @@ size_t ScpLikeUserLength(std::string_view s) {
 
 // Schemes whose "@" is not userinfo (image references).
 bool SchemeHasNoUserinfo(std::string_view scheme) {
-  const std::string s = AsciiLower(scheme);
+  const std::string s = util::AsciiLower(scheme);
   return s == "docker-image" || s == "oci-layout";
 }
 
@@ -88,7 +82,7 @@ std::string RedactQuery(std::string_view query) {
 }  // namespace
 
 bool IsCredentialParamName(std::string_view name) {
-  const std::string n = AsciiLower(name);
+  const std::string n = util::AsciiLower(name);
   return n == "token" || n == "access_token" || n == "sig" || n == "signature" || n == "password" ||
          n == "secret" || n == "key" || n.rfind("x-amz-", 0) == 0 || n.rfind("x-goog-", 0) == 0;
 }

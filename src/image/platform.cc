@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 
 #include "util/json.h"
+#include "util/strings.h"
 
 namespace kiln::image {
 namespace {
@@ -24,22 +24,16 @@ bool Contains(const std::array<std::string_view, N>& list, std::string_view s) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string NormalizeOS(std::string_view os) {
   if (os.empty()) return "linux";  // containerd: runtime.GOOS; kiln runs on Linux
-  std::string out = Lower(os);
+  std::string out = util::AsciiLower(os);
   if (out == "macos") out = "darwin";
   return out;
 }
 
 void NormalizeArch(std::string* arch, std::string* variant) {
-  *arch = Lower(*arch);
-  *variant = Lower(*variant);
+  *arch = util::AsciiLower(*arch);
+  *variant = util::AsciiLower(*variant);
   if (*arch == "i386") {
     *arch = "386";
     variant->clear();

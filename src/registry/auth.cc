@@ -15,6 +15,7 @@
 
 #include "util/base64.h"
 #include "util/json.h"
+#include "util/strings.h"
 
 extern char** environ;
 
@@ -28,12 +29,6 @@ bool IsTokenChar(char c) {
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // "https://host/v1/" -> "host"; "host:5000" -> "host:5000".
 std::string HostOfConfigKey(std::string_view key) {
   if (key.starts_with("http://")) {
@@ -42,7 +37,7 @@ std::string HostOfConfigKey(std::string_view key) {
     key.remove_prefix(8);
   }
   key = key.substr(0, key.find('/'));
-  return Lower(key);
+  return util::AsciiLower(key);
 }
 
 bool IsDockerHub(std::string_view host) {
@@ -195,7 +190,7 @@ Result<std::vector<Challenge>> ParseWwwAuthenticate(std::string_view s) {
     std::string_view scheme = read_token();
     if (scheme.empty()) return bad("expected an auth scheme");
     Challenge c;
-    c.scheme = Lower(scheme);
+    c.scheme = util::AsciiLower(scheme);
     while (true) {
       skip_ws();
       const size_t save = i;
@@ -228,7 +223,7 @@ Result<std::vector<Challenge>> ParseWwwAuthenticate(std::string_view s) {
         // token68 padding ("abc==") and other odd values: take up to a comma.
         while (i < n && s[i] != ',' && s[i] != ' ' && s[i] != '\t') value.push_back(s[i++]);
       }
-      c.params[Lower(name)] = std::move(value);
+      c.params[util::AsciiLower(name)] = std::move(value);
       skip_ws();
       if (i < n && s[i] == ',') {
         ++i;
@@ -302,7 +297,7 @@ Result<Credentials> LoadCredentials(const fs::path& config_dir, std::string_view
   const nlohmann::json& cfg = *parsed;
   if (!cfg.is_object()) return Status::InvalidArgument(file.string() + ": expected a JSON object");
 
-  const std::string host = Lower(domain);
+  const std::string host = util::AsciiLower(domain);
   const std::string server = CredentialServerName(host);
   auto helpers = cfg.find("credHelpers");
   if (helpers != cfg.end() && helpers->is_object()) {

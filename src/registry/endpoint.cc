@@ -2,18 +2,11 @@
 
 #include <arpa/inet.h>
 
-#include <cctype>
-
 #include "registry/http.h"
+#include "util/strings.h"
 
 namespace kiln::registry {
 namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 // "host:port" -> "host"; "[::1]:5000" -> "::1"; "host" -> "host".
 std::string StripPort(std::string_view host) {
@@ -32,7 +25,7 @@ std::string StripPort(std::string_view host) {
 }  // namespace
 
 bool IsLoopbackHost(std::string_view host) {
-  const std::string h = Lower(StripPort(host));
+  const std::string h = util::AsciiLower(StripPort(host));
   if (h == "localhost") return true;
   in_addr v4{};
   if (::inet_pton(AF_INET, h.c_str(), &v4) == 1) {
@@ -47,17 +40,17 @@ bool IsLoopbackHost(std::string_view host) {
 }
 
 std::string ApiHost(std::string_view domain) {
-  const std::string d = Lower(domain);
+  const std::string d = util::AsciiLower(domain);
   if (d == "docker.io" || d == "index.docker.io") return "registry-1.docker.io";
   return std::string(domain);
 }
 
 std::string SchemeFor(std::string_view domain, const std::vector<std::string>& insecure) {
   if (IsLoopbackHost(domain)) return "http";
-  const std::string d = Lower(domain);
+  const std::string d = util::AsciiLower(domain);
   const std::string host = StripPort(d);
   for (const std::string& entry : insecure) {
-    const std::string e = Lower(entry);
+    const std::string e = util::AsciiLower(entry);
     if (e == d) return "http";
     // An entry without a port covers every port of its host.
     if (StripPort(e) == e && e == host) return "http";
