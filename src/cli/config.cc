@@ -1,5 +1,6 @@
 #include "cli/config.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -12,14 +13,37 @@ namespace kiln::cli {
 
 namespace fs = std::filesystem;
 
-fs::path DefaultConfigPath() {
-  if (const char* p = std::getenv("KILN_CONFIG"); p != nullptr && *p != '\0') return p;
-  if (::geteuid() == 0) return "/etc/kiln/config.json";
-  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x != nullptr && *x != '\0') {
-    return fs::path(x) / "kiln/config.json";
+namespace {
+
+// Where a kiln path lives: `kiln_env` if set; for root `system_path`; else
+// under $`xdg_env`/kiln; else under ~/`home_base`/kiln (HOME, else the
+// password database).
+fs::path KilnPath(const char* kiln_env, const fs::path& system_path, const char* xdg_env,
+                  const fs::path& home_base, const fs::path& leaf) {
+  if (const char* p = std::getenv(kiln_env); p != nullptr && *p != '\0') return p;
+  if (::geteuid() == 0) return system_path;
+  const auto under = [&](const fs::path& dir) { return leaf.empty() ? dir : dir / leaf; };
+  if (const char* x = std::getenv(xdg_env); x != nullptr && *x != '\0') {
+    return under(fs::path(x) / "kiln");
   }
   const char* home = std::getenv("HOME");
-  return fs::path(home != nullptr ? home : "/") / ".config/kiln/config.json";
+  if (home == nullptr || *home == '\0') {
+    const passwd* pw = ::getpwuid(::geteuid());
+    home = pw != nullptr ? pw->pw_dir : nullptr;
+  }
+  if (home == nullptr || *home == '\0') return {};
+  return under(fs::path(home) / home_base / "kiln");
+}
+
+}  // namespace
+
+fs::path DefaultRoot() {
+  return KilnPath("KILN_ROOT", "/var/lib/kiln", "XDG_DATA_HOME", ".local/share", "");
+}
+
+fs::path DefaultConfigPath() {
+  return KilnPath("KILN_CONFIG", "/etc/kiln/config.json", "XDG_CONFIG_HOME", ".config",
+                  "config.json");
 }
 
 Result<Config> LoadConfig(const fs::path& path, bool required) {

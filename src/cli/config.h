@@ -23,6 +23,10 @@ struct Config {
   std::vector<std::string> insecure_registries;  // "host[:port]", as in references
 };
 
+// The default state root: $KILN_ROOT, else /var/lib/kiln for root, else
+// $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
+std::filesystem::path DefaultRoot();
+
 // $KILN_CONFIG, else /etc/kiln/config.json for root, else
 // $XDG_CONFIG_HOME/kiln/config.json, else ~/.config/kiln/config.json.
 std::filesystem::path DefaultConfigPath();

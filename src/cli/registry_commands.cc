@@ -383,21 +383,6 @@ std::string Field(std::string_view name, std::string_view value, const std::stri
 
 }  // namespace
 
-fs::path DefaultRoot() {
-  if (const char* root = std::getenv("KILN_ROOT"); root != nullptr && *root != '\0') return root;
-  if (::geteuid() == 0) return "/var/lib/kiln";
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
-    return fs::path(xdg) / "kiln";
-  }
-  const char* home = std::getenv("HOME");
-  if (home == nullptr || *home == '\0') {
-    const passwd* pw = ::getpwuid(::geteuid());
-    home = pw != nullptr ? pw->pw_dir : nullptr;
-  }
-  if (home == nullptr || *home == '\0') return {};
-  return fs::path(home) / ".local" / "share" / "kiln";
-}
-
 std::string HumanSize(uint64_t bytes) {
   if (bytes < 1000) return std::to_string(bytes) + " B";
   static constexpr const char* kUnits[] = {"kB", "MB", "GB", "TB", "PB"};

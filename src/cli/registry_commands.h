@@ -39,10 +39,6 @@
 
 namespace kiln::cli {
 
-// The default state root: $KILN_ROOT, else /var/lib/kiln for root, else
-// $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
-std::filesystem::path DefaultRoot();
-
 struct GlobalOptions {
   std::filesystem::path root;                    // state root; the content store is ROOT/content
   std::vector<std::string> insecure_registries;  // from the kiln config (cli/config.h)

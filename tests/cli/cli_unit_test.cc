@@ -156,7 +156,11 @@ namespace {
 class KilnConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) / "kiln-config-test";
+    // One directory per test: ctest runs the cases as parallel processes.
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("kiln-config-test-" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "-" +
+            std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
