@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cli/config.h"
+#include "cli/debug_commands.h"
 #include "cli/inspect.h"
 #include "cli/registry_commands.h"
 
@@ -112,6 +113,28 @@ int main(int argc, char** argv) {
   inspect->add_option("--format", format, "Output format: pretty or json")
       ->check(CLI::IsMember({"pretty", "json"}));
 
+  auto* debug = app.add_subcommand("debug", "Show the Dockerfile frontend's intermediate forms");
+  debug->require_subcommand(1);
+  auto* debug_parse =
+      debug->add_subcommand("parse", "Print a Dockerfile's syntax tree in BuildKit's dump format");
+  std::string parse_path;
+  debug_parse->add_option("FILE", parse_path, "Dockerfile")->required();
+  kiln::cli::DebugGraphOptions graph_opts;
+  auto* debug_graph = debug->add_subcommand(
+      "graph", "Convert a Dockerfile and print its build graph (base images are resolved)");
+  debug_graph->fallthrough();
+  debug_graph->add_option("-f,--file", graph_opts.file,
+                          "Dockerfile (default: CONTEXT/Dockerfile)");
+  debug_graph->add_option("--target", graph_opts.target, "Stage to build (default: the last)");
+  debug_graph->add_option("--platform", graph_opts.platform,
+                          "Target platform os/arch[/variant] (default: the host's)");
+  debug_graph->add_option("--build-arg", graph_opts.build_args, "Build argument NAME=VALUE");
+  debug_graph->add_option("--build-context", graph_opts.build_contexts,
+                          "Named context NAME=VALUE (docker-image://REF, local:NAME, a URL)");
+  debug_graph->add_option("--format", graph_opts.format, "Output format: json or dot")
+      ->check(CLI::IsMember({"json", "dot"}));
+  debug_graph->add_option("CONTEXT", graph_opts.context, "Build context (default: .)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -131,6 +154,15 @@ int main(int argc, char** argv) {
         format == "json" ? kiln::cli::FormatJson(*records) : kiln::cli::FormatPretty(*records);
     return Print(out);
   }
+  if (debug_parse->parsed()) {
+    auto out = kiln::cli::DebugParse(parse_path);
+    if (!out.ok()) {
+      std::fprintf(stderr, "kiln: error: %s\n", out.status().message().c_str());
+      return 1;
+    }
+    for (const std::string& w : out->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+    return Print(out->dump);
+  }
   // The registry commands read the kiln config (a named file must exist).
   const bool named = !config_path.empty();
   auto config = kiln::cli::LoadConfig(
@@ -138,6 +170,14 @@ int main(int argc, char** argv) {
       named || std::getenv("KILN_CONFIG") != nullptr);
   if (!config.ok()) return Fail(config.status());
   global.insecure_registries = config->insecure_registries;
+  if (debug_graph->parsed()) {
+    auto out = kiln::cli::DebugGraph(global, graph_opts);
+    if (!out.ok()) {  // Dockerfile errors span lines: the line and a caret
+      std::fprintf(stderr, "kiln: error: %s\n", out.status().message().c_str());
+      return 1;
+    }
+    return Print(*out);
+  }
   if (pull->parsed()) return PrintOrFail(kiln::cli::RunPull(global, pull_opts));
   if (image_inspect->parsed()) return PrintOrFail(kiln::cli::RunInspect(global, inspect_opts));
   if (copy->parsed()) return PrintOrFail(kiln::cli::RunCopy(global, copy_opts));

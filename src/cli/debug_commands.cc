@@ -1,0 +1,107 @@
+#include "cli/debug_commands.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "content/store.h"
+#include "frontend/dockerfile/convert.h"
+#include "frontend/dockerfile/parser/parser.h"
+#include "graph/graph.h"
+#include "image/platform.h"
+#include "image/reference.h"
+#include "registry/client.h"
+
+namespace kiln::cli {
+namespace {
+
+Result<std::string> ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::NotFound("cannot read Dockerfile " + path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Base images through the registry client; configs land in the content store.
+class RegistryImageResolver : public dockerfile::ImageResolver {
+ public:
+  RegistryImageResolver(registry::Client* client, const content::Store* store)
+      : client_(client), store_(store) {}
+
+  Result<dockerfile::ResolvedImage> ResolveImage(const std::string& ref,
+                                                 const image::Platform& platform) override {
+    KILN_ASSIGN_OR_RETURN(image::Reference parsed, image::ParseNormalizedNamed(ref));
+    KILN_ASSIGN_OR_RETURN(registry::Resolved resolved, client_->Resolve(parsed, platform));
+    KILN_RETURN_IF_ERROR(client_->FetchBlob(parsed, resolved.config, *store_));
+    KILN_ASSIGN_OR_RETURN(std::string config, store_->Read(resolved.config.digest));
+    KILN_ASSIGN_OR_RETURN(image::ImageConfig cfg, image::ParseImageConfig(config));
+    return dockerfile::ResolvedImage{resolved.top.digest.str(), std::move(cfg)};
+  }
+
+ private:
+  registry::Client* client_;
+  const content::Store* store_;
+};
+
+}  // namespace
+
+Result<DebugParseOutput> DebugParse(const std::string& path) {
+  KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  dockerfile::SourceRange where;
+  Result<dockerfile::ParseResult> parsed = dockerfile::Parse(text, &where);
+  if (!parsed.ok()) return dockerfile::FormatSourceError(parsed.status(), where, path, text);
+  DebugParseOutput out;
+  out.dump = dockerfile::Dump(parsed->root);
+  for (const dockerfile::Warning& w : parsed->warnings) {
+    out.warnings.push_back(path + ":" + std::to_string(w.line) + ": " + w.message);
+  }
+  return out;
+}
+
+Result<std::string> DebugGraph(const GlobalOptions& global, const DebugGraphOptions& options) {
+  const std::string file = options.file.empty() ? options.context + "/Dockerfile" : options.file;
+  KILN_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+
+  dockerfile::ConvertOptions opt;
+  opt.filename = file;
+  opt.target = options.target;
+  opt.build_platform = image::DefaultPlatform();
+  opt.target_platform = opt.build_platform;
+  if (!options.platform.empty()) {
+    KILN_ASSIGN_OR_RETURN(image::Platform p, image::ParsePlatform(options.platform));
+    opt.target_platform = image::Normalize(p);
+  }
+  for (const std::string& kv : options.build_args) {
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) {
+      opt.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+    } else if (const char* v = std::getenv(kv.c_str())) {
+      opt.build_args[kv] = v;
+    }
+  }
+  for (const std::string& kv : options.build_contexts) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("--build-context " + kv + ": expected NAME=VALUE");
+    }
+    opt.named_contexts[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (dockerfile::IsGitContext(options.context) || options.context.rfind("http://", 0) == 0 ||
+      options.context.rfind("https://", 0) == 0) {
+    opt.context = options.context;
+  }
+
+  registry::RegistryOptions ropt;
+  ropt.insecure_registries = global.insecure_registries;
+  KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
+  KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
+  RegistryImageResolver resolver(&client, &store);
+  opt.resolver = &resolver;
+
+  KILN_ASSIGN_OR_RETURN(dockerfile::ConvertResult converted, dockerfile::ConvertToGraph(text, opt));
+  const graph::Definition def = graph::Marshal(converted.root);
+  return options.format == "dot" ? graph::ToDot(def) : graph::ToJson(def);
+}
+
+}  // namespace kiln::cli

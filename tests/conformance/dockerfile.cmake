@@ -1,0 +1,14 @@
+# Dockerfile parser conformance: BuildKit v0.10.6's parser test files, its
+# helper-level heredoc/line-parser cases and the 850-file corpus, all read in
+# place from ${KILN_CONFORMANCE_DIR}/dockerfile.
+add_executable(kiln-dockerfile-conformance dockerfile_conformance.cc)
+target_link_libraries(kiln-dockerfile-conformance PRIVATE kiln_dockerfile_parser)
+
+add_test(NAME conformance_dockerfile_parser
+  COMMAND kiln-dockerfile-conformance parser ${KILN_CONFORMANCE_DIR}/dockerfile)
+add_test(NAME conformance_dockerfile_heredoc
+  COMMAND kiln-dockerfile-conformance heredoc ${KILN_CONFORMANCE_DIR}/dockerfile/heredoc-cases.json)
+add_test(NAME conformance_dockerfile_corpus
+  COMMAND kiln-dockerfile-conformance corpus ${KILN_CONFORMANCE_DIR}/dockerfile/corpus)
+set_tests_properties(conformance_dockerfile_parser conformance_dockerfile_heredoc
+  conformance_dockerfile_corpus PROPERTIES LABELS conformance)
