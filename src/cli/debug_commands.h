@@ -33,7 +33,7 @@ struct DebugGraphOptions {
   std::string file;  // "" = CONTEXT/Dockerfile
   std::string context = ".";
   std::string target;
-  std::string platform;  // "" = the host's
+  std::string platform;                     // "" = the host's
   std::vector<std::string> build_args;      // K=V (a bare K takes $K from the environment)
   std::vector<std::string> build_contexts;  // NAME=VALUE
   std::string format = "json";              // or "dot"

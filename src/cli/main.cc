@@ -123,14 +123,16 @@ int main(int argc, char** argv) {
   auto* debug_graph = debug->add_subcommand(
       "graph", "Convert a Dockerfile and print its build graph (base images are resolved)");
   debug_graph->fallthrough();
-  debug_graph->add_option("-f,--file", graph_opts.file,
-                          "Dockerfile (default: CONTEXT/Dockerfile)");
+  debug_graph->add_option("-f,--file", graph_opts.file, "Dockerfile (default: CONTEXT/Dockerfile)");
   debug_graph->add_option("--target", graph_opts.target, "Stage to build (default: the last)");
   debug_graph->add_option("--platform", graph_opts.platform,
                           "Target platform os/arch[/variant] (default: the host's)");
-  debug_graph->add_option("--build-arg", graph_opts.build_args, "Build argument NAME=VALUE");
-  debug_graph->add_option("--build-context", graph_opts.build_contexts,
-                          "Named context NAME=VALUE (docker-image://REF, local:NAME, a URL)");
+  debug_graph->add_option("--build-arg", graph_opts.build_args, "Build argument NAME=VALUE")
+      ->allow_extra_args(false);  // one value per flag: CONTEXT stays positional
+  debug_graph
+      ->add_option("--build-context", graph_opts.build_contexts,
+                   "Named context NAME=VALUE (docker-image://REF, local:NAME, a URL)")
+      ->allow_extra_args(false);
   debug_graph->add_option("--format", graph_opts.format, "Output format: json or dot")
       ->check(CLI::IsMember({"json", "dot"}));
   debug_graph->add_option("CONTEXT", graph_opts.context, "Build context (default: .)");

@@ -624,3 +624,59 @@ TEST_F(CliBasicAuthTest, WrongPasswordNamesTheRegistryAndHidesIt) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// debug parse / debug graph: the Dockerfile frontend with the registry client
+// as its image resolver.
+
+TEST_F(CliAnonymousTest, DebugGraphResolvesBaseImagesThroughTheRegistry) {
+  const std::string multi = fixture_.Get("BUSYBOX_MULTI_DIGEST");
+  const fs::path ctx = dir_.path() / "ctx";
+  WriteFile(ctx / "Dockerfile",
+            "ARG REG\nFROM ${REG}/busybox-multi AS base\n"
+            "ARG TARGETARCH\nRUN echo $TARGETARCH > /arch\n"
+            "FROM scratch\nCOPY --from=base /arch /\nCOPY Dockerfile /\n");
+  RunResult r = Kiln({"debug", "graph", "--platform", "linux/arm64", "--build-arg",
+                      "REG=" + registry_, ctx.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  // The image op pulls exactly what the record pins: the index digest.
+  EXPECT_NE(r.out.find("\"docker-image://" + registry_ + "/busybox-multi@" + multi + "\""),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("TARGETARCH=arm64"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"local://context\""), std::string::npos) << r.out;
+
+  RunResult dot =
+      Kiln({"debug", "graph", "--format", "dot", "--build-arg", "REG=" + registry_, ctx.string()});
+  ASSERT_EQ(dot.exit_code, 0) << Describe(dot);
+  EXPECT_TRUE(dot.out.starts_with("digraph kiln {")) << dot.out;
+}
+
+TEST_F(CliAnonymousTest, DebugGraphUnknownImageNamesTheLine) {
+  const fs::path ctx = dir_.path() / "ctx";
+  WriteFile(ctx / "Dockerfile", "FROM " + registry_ + "/no-such-image:1\n");
+  RunResult r = Kiln({"debug", "graph", ctx.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(
+      r.err.find((ctx / "Dockerfile").string() + ":1: resolving " + registry_ + "/no-such-image:1"),
+      std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find(" 1 | FROM " + registry_ + "/no-such-image:1"), std::string::npos) << r.err;
+}
+
+TEST_F(CliAnonymousTest, DebugParsePrintsBuildKitsDump) {
+  const fs::path file = dir_.path() / "Dockerfile";
+  WriteFile(file, "FROM busybox\nCOPY --chown=1:1 a /b\nRUN echo \\\n\n  hi\n");
+  RunResult r = Kiln({"debug", "parse", file.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(r.out,
+            "(from \"busybox\")\n(copy [\"--chown=1:1\"] \"a\" \"/b\")\n(run \"echo   hi\")\n");
+  EXPECT_NE(r.err.find("warning: " + file.string() + ":"), std::string::npos) << r.err;
+
+  WriteFile(file, "FROM busybox\nCOPY\n");
+  RunResult bad = Kiln({"debug", "parse", file.string()});
+  EXPECT_EQ(bad.exit_code, 0) << Describe(bad);  // the parser accepts it; instructions do not
+  RunResult graph = Kiln({"debug", "graph", "-f", file.string(), dir_.path().string()});
+  EXPECT_EQ(graph.exit_code, 1);
+  EXPECT_NE(graph.err.find(file.string() + ":2: "), std::string::npos) << graph.err;
+}

@@ -7,8 +7,8 @@
 // (tests/conformance/deviations.md by default) is checked against kiln's own
 // expectation given there (a K rule of the spec wins over BuildKit's
 // behaviour), never skipped. `dockerfile` cases run the Dockerfile frontend
-// with a table-driven image resolver and walk the graph it makes. Prints one line per failing case, then the
-// counts, and exits non-zero when a case failed or the files are unusable.
+// with a table-driven image resolver and walk the graph it makes. Prints one line per failing case,
+// then the counts, and exits non-zero when a case failed or the files are unusable.
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -489,8 +489,8 @@ kiln::Result<std::vector<PlatformBuild>> BuildDockerfile(
     pb.key = multi ? std::string(bi::kMetadataKey) + "/" + pstr : std::string(bi::kMetadataKey);
     KILN_ASSIGN_OR_RETURN(pb.converted, df::ConvertToGraph(dockerfile, opt));
     std::string missing;
-    auto report = [&](const kiln::graph::VertexPtr& v)
-        -> std::optional<std::pair<std::string, std::string>> {
+    auto report =
+        [&](const kiln::graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
       const auto* src = std::get_if<kiln::graph::SourceOp>(&v->op);
       if (!src || src->identifier.rfind("local://", 0) == 0) return std::nullopt;  // R10
       const std::string& id = src->identifier;
@@ -520,8 +520,8 @@ kiln::Result<std::vector<PlatformBuild>> BuildDockerfile(
     }
     if (!missing.empty()) return kiln::Status::NotFound("no pin in the case for " + missing);
     KILN_ASSIGN_OR_RETURN(bi::BuildInfo bridged,
-                          bi::BridgeMerge(pb.key, "dockerfile.v0", attrs,
-                                          pb.converted.sources, /*deps_from_request=*/false));
+                          bi::BridgeMerge(pb.key, "dockerfile.v0", attrs, pb.converted.sources,
+                                          /*deps_from_request=*/false));
     if (gateway_client) {
       KILN_ASSIGN_OR_RETURN(bridged, bi::Finalize(bridged, {}));
     }
@@ -564,8 +564,9 @@ Outcome RunDockerfile(const json& in) {
     json passed = json::object();
     json metadata = json::object();
     for (PlatformBuild& b : *built) {
-      auto bridged = bi::BridgeMerge(b.key, "dockerfile.v0", StringMap(Member(base, "frontend_attrs")),
-                                     b.converted.sources, false);
+      auto bridged =
+          bi::BridgeMerge(b.key, "dockerfile.v0", StringMap(Member(base, "frontend_attrs")),
+                          b.converted.sources, false);
       if (!bridged.ok()) return Error(bridged.status());
       auto early = bi::Finalize(*bridged, {});
       if (!early.ok()) return Error(early.status());

@@ -14,7 +14,8 @@
 namespace kiln::dockerfile {
 namespace {
 
-constexpr std::string_view kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr std::string_view kDefaultPath =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr std::string_view kCustomName = graph::kDescriptionName;
 
 // The proxy build args Docker passes to RUN without an ARG declaration, and
@@ -57,9 +58,7 @@ std::string PlainList(const std::vector<std::string>& words) {
   return out + "]";
 }
 
-bool IsUrl(std::string_view s) {
-  return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0;
-}
+bool IsUrl(std::string_view s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
 
 void SetEnv(std::vector<std::string>* env, const std::string& key, const std::string& value) {
   const std::string prefix = key + "=";
@@ -106,17 +105,17 @@ struct StageState {
   std::string base_text;         // base name after global ARG expansion
   image::Platform platform;
   bool platform_set = false;
-  int base_stage = -1;                  // FROM <earlier stage>
-  std::optional<std::string> context;   // replaced by a named context (by stage name)
-  std::vector<int> deps;                // stages whose results it uses
+  int base_stage = -1;                 // FROM <earlier stage>
+  std::optional<std::string> context;  // replaced by a named context (by stage name)
+  std::vector<int> deps;               // stages whose results it uses
   bool reachable = false;
-  int visit = 0;                        // reachability walk: 0 new, 1 in progress, 2 done
-  int dispatch = 0;                     // conversion: 0 not yet, 1 in progress, 2 done
-  std::optional<BaseState> base;        // resolved before dispatch, in stage order
+  int visit = 0;                  // reachability walk: 0 new, 1 in progress, 2 done
+  int dispatch = 0;               // conversion: 0 not yet, 1 in progress, 2 done
+  std::optional<BaseState> base;  // resolved before dispatch, in stage order
   // Dispatch results.
   graph::Output fs;
   image::ImageConfig config;
-  EnvList args;                          // declared ARGs with values, in order
+  EnvList args;  // declared ARGs with values, in order
   bool cmd_set = false;
 };
 
@@ -126,8 +125,7 @@ std::string StageKeyText(const Stage& s, size_t index) {
 
 class Converter {
  public:
-  Converter(std::string_view text, const ConvertOptions& options)
-      : text_(text), opt_(options) {}
+  Converter(std::string_view text, const ConvertOptions& options) : text_(text), opt_(options) {}
 
   Result<ConvertResult> Run();
 
@@ -147,9 +145,9 @@ class Converter {
                            const SourceRange& where);
   Status Visit(int index);
   Result<BaseState> ResolveImageBase(const std::string& ref, const image::Platform& platform,
-                                const SourceRange& where);
+                                     const SourceRange& where);
   Result<BaseState> ResolveContext(const std::string& name, const std::string& value,
-                              const image::Platform& platform, const SourceRange& where);
+                                   const image::Platform& platform, const SourceRange& where);
   Status ResolveBaseOf(int index);
   Status DispatchStage(int index);
   Status Dispatch(StageState& s, Command& cmd, const std::string& prefix);
@@ -294,8 +292,9 @@ Status Converter::Visit(int index) {
   return Status::Ok();
 }
 
-Result<BaseState> Converter::ResolveImageBase(const std::string& ref, const image::Platform& platform,
-                                         const SourceRange& where) {
+Result<BaseState> Converter::ResolveImageBase(const std::string& ref,
+                                              const image::Platform& platform,
+                                              const SourceRange& where) {
   Result<image::Reference> parsed = image::ParseNormalizedNamed(ref);
   if (!parsed.ok()) {
     return Fail(Status::InvalidArgument("invalid image reference \"" + ref +
@@ -333,8 +332,8 @@ Result<BaseState> Converter::ResolveImageBase(const std::string& ref, const imag
 }
 
 Result<BaseState> Converter::ResolveContext(const std::string& name, const std::string& value,
-                                       const image::Platform& platform,
-                                       const SourceRange& where) {
+                                            const image::Platform& platform,
+                                            const SourceRange& where) {
   if (value.rfind("docker-image://", 0) == 0) {
     return ResolveImageBase(value.substr(15), platform, where);
   }
@@ -343,7 +342,8 @@ Result<BaseState> Converter::ResolveContext(const std::string& name, const std::
     graph::Constraints c;
     c.description[std::string(kCustomName)] = "[internal] load context " + local;
     BaseState base;
-    base.fs = graph::Source(graph::SourceOp{"local://" + local, {{"local.sharedkeyhint", local}}}, c);
+    base.fs =
+        graph::Source(graph::SourceOp{"local://" + local, {{"local.sharedkeyhint", local}}}, c);
     return base;
   }
   if (value.rfind("input:", 0) == 0) {
@@ -372,16 +372,15 @@ Result<BaseState> Converter::ResolveContext(const std::string& name, const std::
       const std::string remote = value.substr(0, hash);
       const std::string frag = hash == std::string::npos ? "" : value.substr(hash + 1);
       buildinfo::GitSourceSpec spec = buildinfo::MakeGitIdentifier(remote, frag);
-      base.fs = graph::Source(graph::SourceOp{spec.identifier, {{"git.fullurl", spec.full_url}}}, c);
+      base.fs =
+          graph::Source(graph::SourceOp{spec.identifier, {{"git.fullurl", spec.full_url}}}, c);
     } else {
-      base.fs = graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(value),
-                                              {{"http.filename", "context"}}},
-                              c);
+      base.fs = graph::Source(
+          graph::SourceOp{buildinfo::MakeHttpIdentifier(value), {{"http.filename", "context"}}}, c);
     }
     return base;
   }
-  return Fail(Status::Unimplemented("named context \"" + name + "\": unsupported value \"" +
-                                    value +
+  return Fail(Status::Unimplemented("named context \"" + name + "\": unsupported value \"" + value +
                                     "\" (expected docker-image://REF, local:NAME, input:NAME, "
                                     "a git URL or an HTTP(S) URL)"),
               where);
@@ -392,8 +391,8 @@ graph::Output Converter::BuildContext() {
   graph::Constraints c;
   c.description[std::string(kCustomName)] = "[internal] load build context";
   if (opt_.context.empty()) {
-    context_ = graph::Source(
-        graph::SourceOp{"local://context", {{"local.sharedkeyhint", "context"}}}, c);
+    context_ =
+        graph::Source(graph::SourceOp{"local://context", {{"local.sharedkeyhint", "context"}}}, c);
   } else if (IsGitContext(opt_.context)) {
     const size_t hash = opt_.context.find('#');
     const std::string remote = opt_.context.substr(0, hash);
@@ -537,8 +536,8 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
   }
 
   std::string shown = c.original;
-  graph::VertexPtr v = graph::MakeVertex(std::move(op), std::move(inputs),
-                                         Constraint(s, prefix + " " + shown));
+  graph::VertexPtr v =
+      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + shown));
   s.fs = graph::Output{v, 0};
 
   // History: RUN |N K=V ... args (BuildKit's runCommandString).
@@ -614,12 +613,15 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
       graph::Constraints hc;
       hc.platform = s.platform;
       hc.ignore_cache = opt_.no_cache;
-      graph::Output http = graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(src), attrs}, hc);
+      graph::Output http =
+          graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(src), attrs}, hc);
       cp.source_input = add_input(http);
       cp.src = "/" + filename;
       cp.allow_wildcard = false;
-      if (!dest_is_dir) cp.dest = dest;
-      else cp.dest = dest + filename;
+      if (!dest_is_dir)
+        cp.dest = dest;
+      else
+        cp.dest = dest + filename;
     } else {
       if (!from_state) {
         Result<graph::Output> fs = SourceFor(c.from, s, c.location, nullptr);
@@ -627,9 +629,9 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
         from_state = *fs;
       }
       if (from_state->scratch()) {
-        return FailAt(c, Status::NotFound("\"" + src + "\" not found: the source of " +
-                                          (c.from.empty() ? "the build context" : c.from) +
-                                          " is empty"));
+        return FailAt(
+            c, Status::NotFound("\"" + src + "\" not found: the source of " +
+                                (c.from.empty() ? "the build context" : c.from) + " is empty"));
       }
       cp.source_input = add_input(*from_state);
       cp.src = JoinPath("/", src);
@@ -645,8 +647,9 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
       mk.path = "/" + f.name;
       mk.mode = mode.value_or(0644);
       if (f.expand) {
-        Result<std::string> data = Lexer(LexOptions{df_.directives.escape, false, true, true, false})
-                                       .ProcessWord(f.data, env);
+        Result<std::string> data =
+            Lexer(LexOptions{df_.directives.escape, false, true, true, false})
+                .ProcessWord(f.data, env);
         if (!data.ok()) return FailAt(c, data.status());
         mk.data = *data;
       } else {
@@ -669,8 +672,8 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
     }
   }
 
-  graph::VertexPtr v = graph::MakeVertex(std::move(op), std::move(inputs),
-                                         Constraint(s, prefix + " " + c.original));
+  graph::VertexPtr v =
+      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + c.original));
   graph::Output copied{v, 0};
   if (c.link && !s.fs.scratch()) {
     s.fs = graph::Output{graph::MakeVertex(graph::MergeOp{}, {s.fs, copied}, Constraint(s, "")), 0};
@@ -746,7 +749,8 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
               port = p.substr(0, slash);
               proto = p.substr(slash + 1);
             }
-            for (char& ch : proto) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+            for (char& ch : proto)
+              ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
             const size_t dash = port.find('-');
             auto parse = [&](const std::string& t) -> std::optional<long> {
               if (t.empty() || !std::all_of(t.begin(), t.end(), ::isdigit) || t.size() > 5) {
@@ -772,7 +776,9 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
           History(s, created, false);
         } else if constexpr (std::is_same_v<T, VolumeCommand>) {
           for (const std::string& v : c.volumes) {
-            if (v.empty()) return FailAt(c, Status::InvalidArgument("VOLUME specified can not be an empty string"));
+            if (v.empty())
+              return FailAt(c,
+                            Status::InvalidArgument("VOLUME specified can not be an empty string"));
             cfg.volumes.insert(v);
           }
           History(s, "VOLUME " + PlainList(c.volumes), false);
@@ -792,13 +798,15 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
           mk.path = wd;
           mk.owner = ParseOwner(cfg.user);
           op.actions.push_back(std::move(mk));
-          s.fs = graph::Output{
-              graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + c.original)), 0};
+          s.fs = graph::Output{graph::MakeVertex(std::move(op), std::move(inputs),
+                                                 Constraint(s, prefix + " " + c.original)),
+                               0};
           History(s, "WORKDIR " + wd, true);
         } else if constexpr (std::is_same_v<T, CmdCommand>) {
           std::vector<std::string> args = c.cmd.args;
           if (c.cmd.prepend_shell) {
-            std::vector<std::string> sh = cfg.shell.empty() ? std::vector<std::string>{"/bin/sh", "-c"} : cfg.shell;
+            std::vector<std::string> sh =
+                cfg.shell.empty() ? std::vector<std::string>{"/bin/sh", "-c"} : cfg.shell;
             sh.insert(sh.end(), args.begin(), args.end());
             args = std::move(sh);
           }
@@ -808,7 +816,8 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
         } else if constexpr (std::is_same_v<T, EntrypointCommand>) {
           std::vector<std::string> args = c.cmd.args;
           if (c.cmd.prepend_shell) {
-            std::vector<std::string> sh = cfg.shell.empty() ? std::vector<std::string>{"/bin/sh", "-c"} : cfg.shell;
+            std::vector<std::string> sh =
+                cfg.shell.empty() ? std::vector<std::string>{"/bin/sh", "-c"} : cfg.shell;
             sh.insert(sh.end(), args.begin(), args.end());
             args = std::move(sh);
           }
@@ -956,9 +965,9 @@ Result<ConvertResult> Converter::Run() {
     Result<std::string> base = ExpandGlobal(st.from.base_name);
     if (!base.ok()) return Fail(base.status(), st.from.location);
     if (base->empty()) {
-      return Fail(Status::InvalidArgument("base name (" + st.from.base_name +
-                                          ") should not be blank"),
-                  st.from.location);
+      return Fail(
+          Status::InvalidArgument("base name (" + st.from.base_name + ") should not be blank"),
+          st.from.location);
     }
     s.base_text = *base;
     s.platform = opt_.target_platform;
@@ -977,7 +986,8 @@ Result<ConvertResult> Converter::Run() {
     for (size_t j = 0; j < i; ++j) {
       if (!df_.stages[j].name.empty() && df_.stages[j].name == [&] {
             std::string l;
-            for (char c : s.base_text) l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            for (char c : s.base_text)
+              l += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
             return l;
           }()) {
         s.base_stage = static_cast<int>(j);
@@ -994,9 +1004,8 @@ Result<ConvertResult> Converter::Run() {
   if (!opt_.target.empty()) {
     target = FindStage(opt_.target);
     if (target < 0) {
-      return Status::InvalidArgument("failed to reach build target " + opt_.target +
-                                     " in " + opt_.filename + ": no stage is named \"" +
-                                     opt_.target + "\"");
+      return Status::InvalidArgument("failed to reach build target " + opt_.target + " in " +
+                                     opt_.filename + ": no stage is named \"" + opt_.target + "\"");
     }
   }
   KILN_RETURN_IF_ERROR(Visit(target));
@@ -1022,8 +1031,8 @@ std::vector<std::pair<std::string, std::string>> PlatformArgs(const image::Platf
   const image::Platform t = image::Normalize(target);
   const image::Platform b = image::Normalize(build);
   return {
-      {"BUILDPLATFORM", image::Format(b)}, {"BUILDOS", b.os},
-      {"BUILDARCH", b.architecture},       {"BUILDVARIANT", b.variant},
+      {"BUILDPLATFORM", image::Format(b)},  {"BUILDOS", b.os},
+      {"BUILDARCH", b.architecture},        {"BUILDVARIANT", b.variant},
       {"TARGETPLATFORM", image::Format(t)}, {"TARGETOS", t.os},
       {"TARGETARCH", t.architecture},       {"TARGETVARIANT", t.variant},
   };

@@ -83,11 +83,11 @@ struct ConvertOptions {
 };
 
 struct ConvertResult {
-  graph::Output root;             // the target stage's filesystem (scratch when empty)
-  image::ImageConfig config;      // template: platform, Config, history (no rootfs/created)
-  buildinfo::BuildInfo sources;   // the frontend's record: sources with aliases, deps
+  graph::Output root;            // the target stage's filesystem (scratch when empty)
+  image::ImageConfig config;     // template: platform, Config, history (no rootfs/created)
+  buildinfo::BuildInfo sources;  // the frontend's record: sources with aliases, deps
   std::vector<Warning> warnings;
-  std::string target_stage;       // the stage built ("stage-N" when unnamed)
+  std::string target_stage;  // the stage built ("stage-N" when unnamed)
 };
 
 // Errors come back ready to show: for bad Dockerfile input the message is

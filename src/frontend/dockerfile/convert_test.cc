@@ -181,8 +181,8 @@ TEST_F(ConvertTest, OnbuildIsRecordedInTheConfig) {
 
 TEST_F(ConvertTest, TargetPrunesUnreachableStages) {
   options_.target = "build";
-  ConvertResult r =
-      Convert("FROM alpine AS build\nRUN echo > /x\nFROM busybox AS release\nCOPY --from=build /x /x\n");
+  ConvertResult r = Convert(
+      "FROM alpine AS build\nRUN echo > /x\nFROM busybox AS release\nCOPY --from=build /x /x\n");
   ASSERT_EQ(r.sources.sources.size(), 1u);
   EXPECT_EQ(r.sources.sources[0].ref, "alpine");
   EXPECT_EQ(resolver_.asked.size(), 1u);  // busybox never resolved
@@ -251,8 +251,7 @@ TEST_F(ConvertTest, HeredocRun) {
   ConvertResult r = Convert("FROM busybox\nRUN <<EOF\necho hi\necho there\nEOF\n");
   std::vector<graph::ExecOp> execs = Execs(r);
   ASSERT_EQ(execs.size(), 1u);
-  EXPECT_EQ(execs[0].args,
-            (std::vector<std::string>{"/bin/sh", "-c", "echo hi\necho there\n"}));
+  EXPECT_EQ(execs[0].args, (std::vector<std::string>{"/bin/sh", "-c", "echo hi\necho there\n"}));
   r = Convert("FROM busybox\nRUN cat <<EOF > /x\nhello\nEOF\n");
   execs = Execs(r);
   ASSERT_EQ(execs.size(), 1u);
@@ -294,11 +293,11 @@ TEST_F(ConvertTest, ConfigTemplate) {
   EXPECT_EQ(r.config.os, "linux");
   std::vector<std::string> created;
   for (const auto& h : r.config.history) created.push_back(h.created_by);
-  EXPECT_EQ(created, (std::vector<std::string>{
-                         "WORKDIR /root/app # buildkit", "USER 1000", "EXPOSE 53/udp 80/tcp",
-                         "VOLUME [/data]", "LABEL a=b", "STOPSIGNAL SIGTERM",
-                         "ENTRYPOINT [\"/bin/app\"]", "CMD [\"/bin/sh\" \"-c\" \"run\"]",
-                         "SHELL [\"/bin/bash\" \"-c\"]"}));
+  EXPECT_EQ(created,
+            (std::vector<std::string>{
+                "WORKDIR /root/app # buildkit", "USER 1000", "EXPOSE 53/udp 80/tcp",
+                "VOLUME [/data]", "LABEL a=b", "STOPSIGNAL SIGTERM", "ENTRYPOINT [\"/bin/app\"]",
+                "CMD [\"/bin/sh\" \"-c\" \"run\"]", "SHELL [\"/bin/bash\" \"-c\"]"}));
 }
 
 TEST_F(ConvertTest, EntrypointClearsInheritedCmd) {
@@ -319,7 +318,8 @@ TEST_F(ConvertTest, LabelsFromAttributesGoOnTheTarget) {
 TEST_F(ConvertTest, DefaultPathIsAdded) {
   ConvertResult r = Convert("FROM scratch\nCOPY a /\n");
   EXPECT_EQ(r.config.config.env,
-            std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"});
+            std::vector<std::string>{
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"});
 }
 
 TEST_F(ConvertTest, AddUrlIsAnHttpSource) {
@@ -354,7 +354,8 @@ TEST_F(ConvertTest, UnknownImageIsAnErrorWithTheLine) {
 }
 
 TEST_F(ConvertTest, CircularStagesAreAnError) {
-  const std::string err = Error("FROM busybox AS a\nCOPY --from=b / /\nFROM busybox AS b\nCOPY --from=a / /\n");
+  const std::string err =
+      Error("FROM busybox AS a\nCOPY --from=b / /\nFROM busybox AS b\nCOPY --from=a / /\n");
   EXPECT_NE(err.find("circular dependency detected on stage"), std::string::npos) << err;
 }
 
