@@ -449,10 +449,12 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
   graph::ExecOp op;
   op.args = args;
   op.env = s.config.config.env;
+  // ENV wins over an ARG of the same name, in the environment and in the
+  // history line alike.
+  std::map<std::string, std::string, std::less<>> env_values;
+  for (auto& [k, v] : ParseEnvList(s.config.config.env)) env_values[k] = v;
   for (const auto& [k, v] : s.args) {
-    bool in_env = false;
-    for (const std::string& e : op.env) in_env |= e.rfind(k + "=", 0) == 0;
-    if (!in_env) op.env.push_back(k + "=" + v);
+    if (!env_values.count(k)) op.env.push_back(k + "=" + v);
   }
   for (const auto& [k, v] : opt_.build_args) {
     if (kProxyArgs.count(k)) SetEnv(&op.env, k, v);
@@ -544,11 +546,8 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
   std::string created = "RUN";
   std::vector<std::string> arg_words;
   for (const auto& [k, v] : s.args) {
-    std::string value = v;
-    for (const auto& [ek, ev] : ParseEnvList(s.config.config.env)) {
-      if (ek == k) value = ev;
-    }
-    arg_words.push_back(k + "=" + value);
+    auto it = env_values.find(k);
+    arg_words.push_back(k + "=" + (it == env_values.end() ? v : it->second));
   }
   if (!arg_words.empty()) {
     created += " |" + std::to_string(arg_words.size());
