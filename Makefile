@@ -50,3 +50,28 @@ format:
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan
+
+# libFuzzer targets (tests/fuzz) under ASan/UBSan, built with clang in their
+# own tree. Each runs FUZZ_SECONDS, seeded with the conformance Dockerfiles
+# (symlinked: read in place); findings land in build-fuzz/crashes-<target>/.
+FUZZ_SECONDS    ?= 60
+CONFORMANCE_DIR ?= ../shared/conformance
+FUZZ_TARGETS    := fuzz_parser fuzz_shell
+
+.PHONY: fuzz
+
+fuzz: deps
+	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS) --target $(FUZZ_TARGETS)
+	rm -rf build-fuzz/seeds && mkdir -p build-fuzz/seeds
+	find $(abspath $(CONFORMANCE_DIR))/dockerfile -type f \
+	  \( -name Dockerfile -o -name '*.Dockerfile' \) | while read -r f; do \
+	    ln -s "$$f" "build-fuzz/seeds/$$(printf '%s' "$$f" | sha256sum | cut -c1-16)"; \
+	  done
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus-$$t build-fuzz/crashes-$$t && \
+	  build-fuzz/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
+	    -dict=tests/fuzz/dockerfile.dict -artifact_prefix=build-fuzz/crashes-$$t/ \
+	    build-fuzz/corpus-$$t build-fuzz/seeds || exit 1; \
+	done

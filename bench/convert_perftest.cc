@@ -40,16 +40,28 @@ std::string Generate(int instructions) {
     for (int i = 1; i < per_stage && n < instructions; ++i, ++n) {
       const std::string k = std::to_string(s) + "_" + std::to_string(i);
       switch (i % 7) {
-        case 0: df += "ARG A" + k + "=v" + k + "\n"; break;
-        case 1: df += "ENV E" + k + "=\"$A" + k + " value\" F" + k + "=x\n"; break;
-        case 2: df += "RUN echo " + k + " && \\\n    test -n \"$E" + k + "\"\n"; break;
+        case 0:
+          df += "ARG A" + k + "=v" + k + "\n";
+          break;
+        case 1:
+          df += "ENV E" + k + "=\"$A" + k + " value\" F" + k + "=x\n";
+          break;
+        case 2:
+          df += "RUN echo " + k + " && \\\n    test -n \"$E" + k + "\"\n";
+          break;
         case 3:
           df += s > 0 ? "COPY --from=s" + std::to_string(s - 1) + " /f" + k + " /g" + k + "\n"
                       : "COPY f" + k + " /g" + k + "\n";
           break;
-        case 4: df += "WORKDIR /w/" + k + "\n"; break;
-        case 5: df += "LABEL l" + k + "=\"" + k + "\"\n"; break;
-        default: df += "RUN <<EOF\necho " + k + "\nEOF\n"; break;
+        case 4:
+          df += "WORKDIR /w/" + k + "\n";
+          break;
+        case 5:
+          df += "LABEL l" + k + "=\"" + k + "\"\n";
+          break;
+        default:
+          df += "RUN <<EOF\necho " + k + "\nEOF\n";
+          break;
       }
     }
   }

@@ -18,6 +18,10 @@ echo "== reference: sha256sum of the same 1 GiB from a pipe"
   "head -c 1073741824 /dev/zero | sha256sum >/dev/null"
 echo "== kiln build-sources record, 10,000 sources"
 "$BUILD_DIR/bench/buildinfo_perftest" 10000
+echo "== kiln Dockerfile parser: the conformance corpus and a 10,000-instruction file"
+"$BUILD_DIR/bench/parse_perftest"
+echo "== kiln Dockerfile frontend: parse + convert + marshal, 10,000 instructions"
+"$BUILD_DIR/bench/convert_perftest" 10000 7
 if [ "$PULL" = 1 ]; then
   echo "== kiln pull vs skopeo copy, ~200 MB image from the loopback registry"
   "$(dirname "$0")/pull_bench.sh" "$BUILD_DIR"
