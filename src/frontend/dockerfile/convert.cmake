@@ -7,4 +7,5 @@ target_link_libraries(kiln_dockerfile
 
 kiln_add_test(dockerfile_convert_test unit
   SOURCES convert_test.cc
-  LIBS kiln_dockerfile)
+  LIBS kiln_dockerfile
+  PREFIX "convert.")
