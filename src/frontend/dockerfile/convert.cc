@@ -419,7 +419,6 @@ Result<graph::Output> Converter::SourceFor(const std::string& from, const StageS
 }
 
 Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& prefix) {
-  const EnvList env = ExpansionEnv(s);
   std::vector<std::string> args = c.cmd.args;
   std::vector<std::string> shell = s.config.config.shell;
   if (shell.empty()) shell = {"/bin/sh", "-c"};
