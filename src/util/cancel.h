@@ -1,0 +1,59 @@
+// Cancellation shared by one build: the CLI cancels it on SIGINT/SIGTERM;
+// the solver stops scheduling, running work checks it and the executor
+// kills its container through an OnCancel callback.
+//
+// Thread-safety: every method may be called from any thread. Callbacks run
+// on the thread that calls Cancel() (or, when already cancelled, on the
+// thread that registers them), outside the internal lock.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <atomic>
+
+#include "util/status.h"
+
+namespace kiln::util {
+
+class Canceller {
+ public:
+  // Cancels; later calls do nothing. `why` becomes the kCancelled message.
+  void Cancel(std::string why = "build cancelled");
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  // OK, or kCancelled with the reason.
+  Status Check() const;
+
+  // Runs `fn` when cancelled (at once if already cancelled). Returns a
+  // handle for Remove(); callbacks not removed run at most once.
+  int OnCancel(std::function<void()> fn);
+  void Remove(int handle);
+
+ private:
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::string why_;
+  int next_ = 0;
+  std::map<int, std::function<void()>> callbacks_;
+};
+
+// Registers a callback for the lifetime of this object (nothing when
+// `canceller` is null).
+class CancelScope {
+ public:
+  CancelScope(Canceller* canceller, std::function<void()> fn)
+      : canceller_(canceller), handle_(canceller ? canceller->OnCancel(std::move(fn)) : -1) {}
+  ~CancelScope() {
+    if (canceller_) canceller_->Remove(handle_);
+  }
+  CancelScope(const CancelScope&) = delete;
+  CancelScope& operator=(const CancelScope&) = delete;
+
+ private:
+  Canceller* canceller_;
+  int handle_;
+};
+
+}  // namespace kiln::util
