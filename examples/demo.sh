@@ -1,37 +1,46 @@
 #!/usr/bin/env bash
-# `make demo`: shows the build-sources record of an image, locally and through a
-# real registry. Until `kiln build` lands (issue 5), the image is a sample OCI
-# layout shaped like BuildKit v0.10.6's output for a two-platform build
-# (examples/make-sample.py); the registry is Debian's docker-registry started on
-# 127.0.0.1 by the loopback fixture, and stopped by its PIDs when the demo ends.
+# `make demo`: builds examples/Dockerfile with `kiln build` and shows the
+# record of its build sources. The base image comes from Debian's
+# docker-registry and the ADDed files from an HTTP server, both started on
+# 127.0.0.1 by the loopback fixture (tests/fixture/kiln_fixture.py) and
+# stopped by their PIDs when the demo ends. RUN steps run in crun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-kiln="$BUILD_DIR/src/cli/kiln"
-sample="$BUILD_DIR/examples/sample-oci"
-state="$BUILD_DIR/examples/fixture"
-rm -rf "$sample"
-python3 examples/make-sample.py "$sample" >/dev/null
+kiln="$(pwd)/$BUILD_DIR/src/cli/kiln"
+work="$(pwd)/$BUILD_DIR/examples"
+state="$work/fixture"
+mkdir -p "$work"
 
-echo "== kiln buildinfo inspect $sample"
-"$kiln" buildinfo inspect "$sample"
-echo
-
-echo "== starting the loopback registry (tests/fixture/kiln_fixture.py)"
-python3 tests/fixture/kiln_fixture.py start --state "$state" --no-images --replace --owner-pid $$ \
+echo "== starting the loopback fixture (registry, HTTP server, git daemon)"
+python3 tests/fixture/kiln_fixture.py start --state "$state" --replace --owner-pid $$ \
   >"$state.env" 2>"$state.err" || { cat "$state.err" >&2; exit 1; }
-trap 'python3 tests/fixture/kiln_fixture.py stop --state "$state" >/dev/null 2>&1 || true' EXIT
-# shellcheck disable=SC1090
-. "$state.env"
-ref="$KILN_FIXTURE_REGISTRY/demo/sample:latest"
 root=$(mktemp -d)
 trap 'python3 tests/fixture/kiln_fixture.py stop --state "$state" >/dev/null 2>&1 || true; rm -rf "$root"' EXIT
+# shellcheck disable=SC1090
+. "$state.env"
+echo "   registry $KILN_FIXTURE_REGISTRY, HTTP $KILN_FIXTURE_HTTP"
+echo
 
-echo "== kiln copy oci-layout://$sample:latest $ref"
-"$kiln" --root "$root" copy "oci-layout://$sample:latest" "$ref"
+echo "== kiln build examples/ (cold)"
+"$kiln" --root "$root" build --progress plain \
+  --build-arg "REGISTRY=$KILN_FIXTURE_REGISTRY" --build-arg "HTTP=$KILN_FIXTURE_HTTP" \
+  -t demo/hello:latest -o "type=oci,dest=$work/demo.tar" \
+  --metadata-file "$work/metadata.json" examples
 echo
-echo "== kiln inspect $ref"
-"$kiln" --root "$root" inspect "$ref"
+
+echo "== kiln build examples/ again (everything comes from the cache)"
+start=$(date +%s%N)
+digest=$("$kiln" --root "$root" build --progress quiet \
+  --build-arg "REGISTRY=$KILN_FIXTURE_REGISTRY" --build-arg "HTTP=$KILN_FIXTURE_HTTP" \
+  -t demo/hello:latest -o "type=oci,dest=$work/demo.tar" examples)
+echo "   image $digest in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 echo
-echo "== the same record as JSON, keyed like the exporter response (--format json)"
-"$kiln" buildinfo inspect --format json "$sample"
+
+echo "== the build sources embedded in the image (kiln buildinfo inspect $BUILD_DIR/examples/demo.tar)"
+"$kiln" buildinfo inspect "$work/demo.tar"
+echo
+
+echo "== --metadata-file $BUILD_DIR/examples/metadata.json (the exporter response, decoded)"
+cat "$work/metadata.json"
+echo
