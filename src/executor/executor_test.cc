@@ -1,0 +1,435 @@
+// Integration tests: real containers through crun on a busybox rootfs.
+// They run as root.
+#include "executor/executor.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+// Designated initializers below name only the members a test sets; the
+// rest keep their defaults on purpose.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace kiln::executor {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteText(const fs::path& p, const std::string& text) {
+  std::ofstream out(p);
+  out << text;
+}
+
+// Interface names of a /proc/net/dev listing.
+std::set<std::string> Interfaces(const std::string& net_dev) {
+  std::set<std::string> out;
+  std::istringstream in(net_dev);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    out.insert(name);
+  }
+  return out;
+}
+
+// Everything below `dir`, as paths relative to it.
+std::set<std::string> Tree(const fs::path& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    out.insert(fs::relative(e.path(), dir).string());
+  return out;
+}
+
+struct Output {
+  Status status;
+  std::string out, err;
+};
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kiln-executor-test-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    tmp_ = tmpl;
+    rootfs_ = tmp_ / "rootfs";
+    fs::create_directories(rootfs_ / "bin");
+    fs::create_directories(rootfs_ / "etc");
+    fs::copy_file("/bin/busybox", rootfs_ / "bin/busybox");
+    for (const char* applet : {"sh", "echo", "cat", "id", "ls", "sleep", "hostname", "mkdir",
+                               "touch", "env", "pwd", "stat", "grep", "wc"}) {
+      fs::create_symlink("busybox", rootfs_ / "bin" / applet);
+    }
+    WriteText(rootfs_ / "etc/passwd",
+              "root:x:0:0:root:/root:/bin/sh\n"
+              "app:x:1000:1000:App:/home/app:/bin/sh\n");
+    WriteText(rootfs_ / "etc/group",
+              "root:x:0:\n"
+              "staff:x:50:app\n"
+              "app:x:1000:\n");
+    Result<std::unique_ptr<Executor>> e =
+        Executor::Open({.state_dir = tmp_ / "state", .runtime = ""});
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    executor_ = std::move(*e);
+    // The rootfs as it was before any run.
+    before_ = Tree(rootfs_);
+  }
+
+  void TearDown() override {
+    executor_.reset();
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+
+  Output Run(ProcessSpec process, RunOptions options = {}) {
+    Output o;
+    options.rootfs = rootfs_;
+    options.on_stdout = [&](std::string_view s) { o.out.append(s); };
+    options.on_stderr = [&](std::string_view s) { o.err.append(s); };
+    o.status = executor_->Run(process, options);
+    return o;
+  }
+
+  Output Sh(const std::string& script, ProcessSpec process = {}, RunOptions options = {}) {
+    process.args = {"/bin/sh", "-c", script};
+    return Run(std::move(process), std::move(options));
+  }
+
+  // The runtime's containers under the executor's state dir.
+  std::string RuntimeList() {
+    std::string cmd = "crun --root " + (tmp_ / "state/runtime").string() + " list -q 2>&1";
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[256];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
+  }
+
+  fs::path tmp_, rootfs_;
+  std::unique_ptr<Executor> executor_;
+  std::set<std::string> before_;
+};
+
+TEST_F(ExecutorTest, ReportsTheRuntimeVersion) {
+  EXPECT_THAT(executor_->runtime_version(), ::testing::StartsWith("crun 1."));
+}
+
+TEST_F(ExecutorTest, MissingRuntimeIsFailedPrecondition) {
+  Result<std::unique_ptr<Executor>> e =
+      Executor::Open({.state_dir = tmp_ / "state2", .runtime = "/nonexistent/crun"});
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(e.status().message(),
+            "OCI runtime /nonexistent/crun not found or not executable; install the Debian package "
+            "crun or runc");
+}
+
+TEST_F(ExecutorTest, BadInputIsRejectedBeforeRunning) {
+  Output o = Run({});
+  EXPECT_EQ(o.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(o.status.message(), "executor: the process has no arguments");
+
+  o = Sh("true", {.cwd = "work"});
+  EXPECT_EQ(o.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(o.status.message(), "executor: working directory \"work\" is not an absolute path");
+
+  RunOptions opts;
+  opts.mounts.push_back({.type = Mount::Type::kTmpfs, .dest = "/.."});
+  o = Sh("true", {}, opts);
+  EXPECT_EQ(o.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(o.status.message(), "executor: mount target \"/..\" must be an absolute path below /");
+
+  opts.mounts = {{.type = Mount::Type::kBind, .dest = "/src", .source = "relative/dir"}};
+  o = Sh("true", {}, opts);
+  EXPECT_EQ(o.status.message(),
+            "executor: bind mount source \"relative/dir\" for /src must be an absolute host path");
+  EXPECT_EQ(Tree(rootfs_), before_);
+}
+
+TEST_F(ExecutorTest, CapturesStdoutAndStderrSeparately) {
+  Output o = Sh("echo out; echo err >&2; echo out2");
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "out\nout2\n");
+  EXPECT_EQ(o.err, "err\n");
+}
+
+TEST_F(ExecutorTest, NonZeroExitIsExecFailedWithTheCode) {
+  Output o = Sh("echo failing >&2; exit 3");
+  EXPECT_EQ(o.status.code(), StatusCode::kExecFailed);
+  EXPECT_EQ(o.status.exit_code(), 3);
+  EXPECT_EQ(o.status.message(),
+            "process \"/bin/sh -c echo failing >&2; exit 3\" did not complete successfully: exit "
+            "code: 3");
+  EXPECT_EQ(o.err, "failing\n");
+}
+
+TEST_F(ExecutorTest, MissingProgramNamesTheRuntimeError) {
+  Output o = Run({.args = {"/bin/nonexistent"}});
+  EXPECT_EQ(o.status.code(), StatusCode::kExecFailed);
+  EXPECT_EQ(o.status.message(),
+            "process \"/bin/nonexistent\" did not complete successfully: exit code: 1: crun: "
+            "executable file "
+            "`/bin/nonexistent` not found in $PATH: No such file or directory");
+}
+
+TEST_F(ExecutorTest, EnvGetsDefaultPathAndHome) {
+  Output o = Sh("echo \"$FOO|$PATH|$HOME\"", {.env = {"FOO=bar baz"}});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "bar baz|/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin|/root\n");
+
+  o = Sh("echo \"$PATH|$HOME\"", {.env = {"PATH=/bin", "HOME=/custom"}});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "/bin|/custom\n");
+}
+
+TEST_F(ExecutorTest, WorkingDirectoryIsCreatedAndKept) {
+  Output o = Sh("pwd", {.cwd = "/work/sub"});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "/work/sub\n");
+  EXPECT_TRUE(fs::is_directory(rootfs_ / "work/sub"));
+}
+
+TEST_F(ExecutorTest, UserByNameGetsUidGidGroupsAndHome) {
+  Output o = Sh("id; echo $HOME", {.user = "app"});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "uid=1000(app) gid=1000(app) groups=50(staff)\n/home/app\n");
+}
+
+TEST_F(ExecutorTest, UserByUidAndGid) {
+  Output o = Sh("id", {.user = "1000:50"});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "uid=1000(app) gid=50(staff)\n");
+
+  o = Sh("id", {.user = "4242"});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "uid=4242 gid=0(root)\n");
+}
+
+TEST_F(ExecutorTest, UnknownUserFailsBeforeRunning) {
+  Output o = Sh("touch /ran", {.user = "nobody"});
+  EXPECT_EQ(o.status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(o.status.message(), "unable to find user nobody: no matching entries in /etc/passwd");
+  EXPECT_FALSE(fs::exists(rootfs_ / "ran"));
+}
+
+TEST_F(ExecutorTest, NetworkNoneHasOnlyLoopback) {
+  Output o = Sh("cat /proc/net/dev", {.network = Network::kNone});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(Interfaces(o.out), std::set<std::string>({"lo"}));
+}
+
+TEST_F(ExecutorTest, NetworkHostSeesTheHostInterfaces) {
+  Output o = Sh("cat /proc/net/dev", {.network = Network::kHost});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(Interfaces(o.out), Interfaces(ReadFile("/proc/net/dev")));
+}
+
+TEST_F(ExecutorTest, HostnameAndEtcHosts) {
+  Output o =
+      Sh("hostname; cat /etc/hosts; grep -c nameserver /etc/resolv.conf", {.hostname = "builder"});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_THAT(o.out, ::testing::StartsWith("builder\n127.0.0.1\tlocalhost builder\n"));
+  // The host's nameservers.
+  size_t host_nameservers = 0;
+  std::istringstream in(ReadFile("/etc/resolv.conf"));
+  for (std::string line; std::getline(in, line);)
+    host_nameservers += line.rfind("nameserver", 0) == 0;
+  EXPECT_THAT(o.out, ::testing::EndsWith("\n" + std::to_string(host_nameservers) + "\n"));
+}
+
+TEST_F(ExecutorTest, ReadOnlyBindCannotBeWritten) {
+  fs::create_directories(tmp_ / "host-ro");
+  WriteText(tmp_ / "host-ro/f", "from host\n");
+  RunOptions opts;
+  opts.mounts.push_back({.type = Mount::Type::kBind,
+                         .dest = "/mnt/ro",
+                         .source = (tmp_ / "host-ro").string(),
+                         .readonly = true});
+  Output o = Sh("cat /mnt/ro/f; touch /mnt/ro/new", {}, opts);
+  EXPECT_EQ(o.status.code(), StatusCode::kExecFailed);
+  EXPECT_EQ(o.out, "from host\n");
+  EXPECT_THAT(o.err, HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(tmp_ / "host-ro/new"));
+  EXPECT_FALSE(fs::exists(rootfs_ / "mnt")) << "mount stub left behind";
+}
+
+TEST_F(ExecutorTest, ReadWriteBindIsWritten) {
+  fs::create_directories(tmp_ / "host-rw");
+  RunOptions opts;
+  opts.mounts.push_back(
+      {.type = Mount::Type::kBind, .dest = "/cache", .source = (tmp_ / "host-rw").string()});
+  Output o = Sh("echo written > /cache/new", {}, opts);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(ReadFile(tmp_ / "host-rw/new"), "written\n");
+  EXPECT_FALSE(fs::exists(rootfs_ / "cache"));
+}
+
+TEST_F(ExecutorTest, TmpfsMountWithSizeLeavesNothing) {
+  RunOptions opts;
+  opts.mounts.push_back(
+      {.type = Mount::Type::kTmpfs, .dest = "/scratch/tmp", .tmpfs_size = 1 << 20});
+  Output o =
+      Sh("grep ' /scratch/tmp ' /proc/mounts; echo x > /scratch/tmp/file; cat /scratch/tmp/file",
+         {}, opts);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_THAT(o.out, ::testing::StartsWith("tmpfs /scratch/tmp tmpfs "));
+  EXPECT_THAT(o.out, HasSubstr("size=1024k"));
+  EXPECT_THAT(o.out, ::testing::EndsWith("\nx\n"));
+  EXPECT_FALSE(fs::exists(rootfs_ / "scratch"));
+}
+
+TEST_F(ExecutorTest, SecretIsReadableWithOwnerAndModeAndLeavesNoTrace) {
+  const std::string secret = "s3cr3t-value-do-not-leak";
+  RunOptions opts;
+  opts.mounts.push_back({.type = Mount::Type::kSecret,
+                         .dest = "/run/secrets/token",
+                         .data = secret,
+                         .uid = 1000,
+                         .gid = 50,
+                         .mode = 0440});
+  Output o =
+      Sh("cat /run/secrets/token; echo; stat -c '%u %g %a' /run/secrets/token; echo x > "
+         "/run/secrets/token",
+         {.user = "app"}, opts);
+  EXPECT_EQ(o.status.code(), StatusCode::kExecFailed);  // the secret is read-only
+  EXPECT_EQ(o.out, secret + "\n1000 50 440\n");
+  EXPECT_FALSE(fs::exists(rootfs_ / "run")) << "secret mount stub left behind";
+  EXPECT_THAT(o.status.message(), ::testing::Not(HasSubstr(secret)));
+  // Nothing of the run stays in the state dir.
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
+}
+
+TEST_F(ExecutorTest, RunLeavesOnlyWhatTheProcessWrote) {
+  Output o = Sh("echo data > /persist; mkdir -p /made/dir; cat /etc/hosts > /dev/null");
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  std::set<std::string> expected = before_;
+  expected.insert({"persist", "made", "made/dir"});
+  // No /proc, /dev, /sys, /etc/hosts or /etc/resolv.conf stubs.
+  EXPECT_EQ(Tree(rootfs_), expected);
+  EXPECT_EQ(ReadFile(rootfs_ / "persist"), "data\n");
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
+}
+
+TEST_F(ExecutorTest, ExistingMountPointsAreKept) {
+  // An image that ships empty /etc/hosts and /proc keeps them.
+  WriteText(rootfs_ / "etc/hosts", "");
+  fs::create_directories(rootfs_ / "proc");
+  std::set<std::string> before = Tree(rootfs_);
+  Output o = Sh("true");
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(Tree(rootfs_), before);
+}
+
+TEST_F(ExecutorTest, StubWithContentIsKept) {
+  // The process wrote into a directory the runtime created as part of a
+  // mount target: that directory stays, the empty ones below it go.
+  RunOptions opts;
+  fs::create_directories(tmp_ / "host");
+  opts.mounts.push_back(
+      {.type = Mount::Type::kBind, .dest = "/a/b/c", .source = (tmp_ / "host").string()});
+  Output o = Sh("echo kept > /a/file", {}, opts);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(ReadFile(rootfs_ / "a/file"), "kept\n");
+  EXPECT_FALSE(fs::exists(rootfs_ / "a/b"));
+}
+
+TEST_F(ExecutorTest, CancelKillsTheContainer) {
+  util::Canceller canceller;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  RunOptions opts;
+  opts.rootfs = rootfs_;
+  opts.cancel = &canceller;
+  opts.on_stdout = [&](std::string_view) {
+    std::lock_guard<std::mutex> lock(mu);
+    started = true;
+    cv.notify_all();
+  };
+  Status result;
+  std::thread runner([&] {
+    result = executor_->Run({.args = {"/bin/sh", "-c", "echo started; sleep 1000"}}, opts);
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return started; });
+  }
+  canceller.Cancel("interrupted by test");
+  runner.join();
+  EXPECT_EQ(result.code(), StatusCode::kCancelled);
+  EXPECT_EQ(result.message(), "interrupted by test");
+  EXPECT_EQ(RuntimeList(), "");
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
+}
+
+TEST_F(ExecutorTest, CancelBeforeTheContainerStarts) {
+  util::Canceller canceller;
+  RunOptions opts;
+  opts.rootfs = rootfs_;
+  opts.cancel = &canceller;
+  // Cancelled from another thread while Run is starting the runtime: either
+  // Run sees it first, or the kill retries until the container exists.
+  std::thread canceller_thread([&] { canceller.Cancel(); });
+  Status st = executor_->Run({.args = {"/bin/sleep", "1000"}}, opts);
+  canceller_thread.join();
+  EXPECT_EQ(st.code(), StatusCode::kCancelled);
+  EXPECT_EQ(st.message(), "build cancelled");
+  EXPECT_EQ(RuntimeList(), "");
+}
+
+TEST_F(ExecutorTest, RunsInParallel) {
+  // Two rootfs (one per RUN, as snapshots give) and a shared host directory
+  // where each waits for the other's marker, so the runs must overlap.
+  fs::path rootfs2 = tmp_ / "rootfs2";
+  fs::copy(rootfs_, rootfs2, fs::copy_options::recursive | fs::copy_options::copy_symlinks);
+  fs::create_directories(tmp_ / "sync");
+  auto run = [&](const fs::path& rootfs, const std::string& me, const std::string& other) {
+    Output o;
+    RunOptions opts;
+    opts.rootfs = rootfs;
+    opts.mounts.push_back(
+        {.type = Mount::Type::kBind, .dest = "/sync", .source = (tmp_ / "sync").string()});
+    opts.on_stdout = [&](std::string_view s) { o.out.append(s); };
+    opts.on_stderr = [&](std::string_view s) { o.err.append(s); };
+    o.status =
+        executor_->Run({.args = {"/bin/sh", "-c",
+                                 "echo " + me + "; touch /sync/" + me + "; while [ ! -e /sync/" +
+                                     other + " ]; do sleep 0.05; done"}},
+                       opts);
+    return o;
+  };
+  Output a, b;
+  std::thread ta([&] { a = run(rootfs_, "A", "B"); });
+  std::thread tb([&] { b = run(rootfs2, "B", "A"); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(a.status.ok()) << a.status.ToString() << a.err;
+  ASSERT_TRUE(b.status.ok()) << b.status.ToString() << b.err;
+  EXPECT_EQ(a.out, "A\n");
+  EXPECT_EQ(b.out, "B\n");
+  EXPECT_EQ(RuntimeList(), "");
+  EXPECT_EQ(Tree(rootfs_), before_);
+}
+
+}  // namespace
+}  // namespace kiln::executor
