@@ -10,6 +10,7 @@
 // Thread-safety: an IgnoreMatcher is immutable after Parse.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,7 +41,20 @@ class IgnoreMatcher {
   const std::vector<Pattern>& patterns() const { return patterns_; }
 
  private:
+  struct Compiled;  // patterns_ compiled for matching; shared, immutable
   std::vector<Pattern> patterns_;
+  std::shared_ptr<const Compiled> compiled_;
 };
+
+// Go's path.Match: whether `name` matches the shell pattern `pattern` as a
+// whole (`*` and `?` never match "/", `[...]` classes with `^` negation and
+// ranges, `\` escapes). A malformed pattern is kInvalidArgument ("syntax
+// error in pattern") whatever `name` is. Used for COPY wildcards, one path
+// component at a time.
+Result<bool> PathMatch(std::string_view pattern, std::string_view name);
+
+// Go's path.Clean for "/"-separated paths: collapses "//", "." and "..",
+// drops a trailing "/"; "" becomes ".".
+std::string CleanPath(std::string_view path);
 
 }  // namespace kiln::source

@@ -59,6 +59,10 @@ class LocalContext {
   // `patterns` is empty, of the whole context.
   Result<util::Digest> Checksum(const std::vector<std::string>& patterns) const;
 
+  // How many regular files Checksum() has read since Open (the others came
+  // from the index): for stats and tests.
+  uint64_t files_read() const;
+
   struct Impl;
 
  private:
