@@ -1,6 +1,6 @@
 // Layer compression: streaming gzip (and zstd) compression and
 // decompression. Compression uses the fastest Debian library measured for
-// the job (see docs/benchmarks.md, "gzip"); the output is a standard gzip
+// the job (isa-l, see docs/snapshots.md, "Compression"); the output is a standard gzip
 // stream with no file name and mtime 0, so equal input gives equal bytes.
 //
 // Thread-safety: a Compressor, like a ByteSource from Decompress(), is used
