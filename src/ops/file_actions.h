@@ -36,8 +36,15 @@ namespace kiln::ops {
 struct CopySource {
   const util::RootDir* root = nullptr;  // null: the input is scratch (empty)
   // Paths (relative, "/"-separated) hidden from the copy, e.g. .dockerignore
-  // exclusions of the build context; null = nothing hidden.
+  // exclusions of the build context; null = nothing hidden. The answer for
+  // a path is complete (an excluded parent is the callback's business, as
+  // in source::IgnoreMatcher::Excluded), so a path below an excluded
+  // directory can be included again (`!dir/keep`).
   std::function<bool(std::string_view path)> excluded;
+  // Whether the excluded directory `dir` may hold an included path (e.g.
+  // IgnoreMatcher::MayIncludeBelow); false lets the copy skip the subtree
+  // unread. Null: every excluded directory is searched.
+  std::function<bool(std::string_view dir)> may_include_below;
   // Whether copied files keep the source's uid/gid (images, stages) or
   // become 0:0 (the build context).
   bool keep_owner = true;
