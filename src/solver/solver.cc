@@ -112,7 +112,7 @@ class Run {
   void ComputeKey(size_t n);
   // The input refs of `n` in input order; an error when an edge names an
   // output its vertex does not have.
-  Result<std::vector<RefPtr>> InputRefs(size_t n);
+  Result<std::vector<RefPtr>> InputRefs(size_t n, bool content_only = false);
   void ScheduleMap(size_t n);
   void ScheduleContentKey(size_t n, std::vector<RefPtr> inputs);
   void ScheduleLookup(size_t n);
@@ -355,11 +355,16 @@ void Run::Advance(size_t n) {
   ScheduleExec(n, std::move(*inputs));
 }
 
-Result<std::vector<RefPtr>> Run::InputRefs(size_t n) {
+Result<std::vector<RefPtr>> Run::InputRefs(size_t n, bool content_only) {
   std::vector<RefPtr> refs;
   const Node& node = nodes_[n];
   for (size_t i = 0; i < node.inputs.size(); ++i) {
     const Edge& in = node.inputs[i];
+    if (content_only && !node.map->deps[i].content) {
+      refs.push_back(nullptr);  // not solved for the key: only content deps are
+      continue;
+    }
+    KILN_CHECK(nodes_[in.vertex].outputs.has_value(), "input result used before it was solved");
     const std::vector<RefPtr>& outputs = *nodes_[in.vertex].outputs;
     if (static_cast<size_t>(in.output) >= outputs.size()) {
       return Status::InvalidArgument(
@@ -381,7 +386,7 @@ void Run::ComputeKey(size_t n) {
     for (const Edge& in : node.inputs) inputs.push_back({*nodes_[in.vertex].key, in.output, {}});
     return SetKey(n, ComputeCacheKey(map.digest, inputs));
   }
-  auto refs = InputRefs(n);
+  auto refs = InputRefs(n, /*content_only=*/true);
   if (!refs.ok()) return Fail(n, refs.status());
   ScheduleContentKey(n, std::move(*refs));
 }

@@ -289,6 +289,29 @@ TEST_F(SolverTest, EqualContentDigestKeepsDownstreamCached) {
   EXPECT_NE(third->cache_keys, first->cache_keys);
 }
 
+// Regression: a content key needs only its content inputs' results. An op
+// with a content input and a plain input (COPY from the build context onto
+// an earlier step) once read the plain input's result before it existed.
+TEST_F(SolverTest, ContentKeyBesideAPlainInput) {
+  Graph g(&counters_);
+  auto ctx = std::make_shared<SumOp>("ctx", 5, &counters_);
+  ctx->cacheable_ = false;
+  size_t c = g.AddOp("ctx", ctx, {});
+  size_t base = g.Add("base", 10);
+  auto copy = std::make_shared<SumOp>("copy", 100, &counters_);
+  copy->content_deps_ = {false, true};
+  size_t cp = g.AddOp("copy", copy, {base, c});
+  auto store = OpenStore();
+  auto first = Solve(g, {{cp, 0}}, {}, store);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(ValueOf(first->refs[0]), 115);
+  counters_.Reset();
+  auto second = Solve(g, {{cp, 0}}, {}, store);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(counters_.ran(), (std::set<std::string>{"ctx"})) << "base is not needed";
+  EXPECT_EQ(ValueOf(second->refs[0]), 115);
+}
+
 TEST_F(SolverTest, EqualDigestsAreSolvedOnce) {
   Graph g(&counters_);
   size_t a1 = g.Add("a", 1);
