@@ -39,6 +39,9 @@ using util::Digest;
 // The description key whose value names a vertex in progress output and in
 // ToDot() (BuildKit's "llb.customname"), e.g. "[stage-0 2/3] RUN make".
 inline constexpr std::string_view kDescriptionName = "llb.customname";
+// The description key whose value is the instruction's place in its file,
+// "Dockerfile:12", for error messages.
+inline constexpr std::string_view kDescriptionLocation = "kiln.location";
 
 // A source: the identifier names what to fetch and is what the build-sources
 // walk reports ("docker-image://docker.io/library/alpine:3.15@sha256:...",

@@ -14,9 +14,17 @@
 namespace kiln::dockerfile {
 namespace {
 
+std::string AsciiLowerCopy(std::string s) {
+  for (char& ch : s) {
+    if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+  }
+  return s;
+}
+
 constexpr std::string_view kDefaultPath =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr std::string_view kCustomName = graph::kDescriptionName;
+constexpr std::string_view kDescriptionLocation = graph::kDescriptionLocation;
 
 // The proxy build args Docker passes to RUN without an ARG declaration, and
 // keeps out of the image history.
@@ -156,7 +164,8 @@ class Converter {
   Result<graph::Output> SourceFor(const std::string& from, const StageState& s,
                                   const SourceRange& where, std::optional<image::ImageConfig>* cfg);
   graph::Output BuildContext();
-  graph::Constraints Constraint(const StageState& s, const std::string& name) const;
+  graph::Constraints Constraint(const StageState& s, const std::string& name,
+                                const SourceRange& where = {}) const;
   void History(StageState& s, const std::string& created_by, bool layer) const;
 
   std::string_view text_;
@@ -172,11 +181,22 @@ class Converter {
   std::set<std::string> deps_used_;
 };
 
-graph::Constraints Converter::Constraint(const StageState& s, const std::string& name) const {
+graph::Constraints Converter::Constraint(const StageState& s, const std::string& name,
+                                         const SourceRange& where) const {
   graph::Constraints c;
   c.platform = s.platform;
   if (!name.empty()) c.description[std::string(kCustomName)] = name;
+  if (where.start_line > 0) {
+    c.description[std::string(kDescriptionLocation)] =
+        opt_.filename + ":" + std::to_string(where.start_line);
+  }
   c.ignore_cache = opt_.no_cache;
+  if (!c.ignore_cache && s.stage && !opt_.no_cache_stages.empty()) {
+    const std::string stage_name = AsciiLowerCopy(s.stage->name);
+    for (const std::string& n : opt_.no_cache_stages) {
+      if (!stage_name.empty() && AsciiLowerCopy(n) == stage_name) c.ignore_cache = true;
+    }
+  }
   return c;
 }
 
@@ -538,7 +558,7 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
 
   std::string shown = c.original;
   graph::VertexPtr v =
-      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + shown));
+      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + shown, c.location));
   s.fs = graph::Output{v, 0};
 
   // History: RUN |N K=V ... args (BuildKit's runCommandString).
@@ -671,7 +691,7 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
   }
 
   graph::VertexPtr v =
-      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + c.original));
+      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + c.original, c.location));
   graph::Output copied{v, 0};
   if (c.link && !s.fs.scratch()) {
     s.fs = graph::Output{graph::MakeVertex(graph::MergeOp{}, {s.fs, copied}, Constraint(s, "")), 0};
@@ -797,7 +817,7 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
           mk.owner = ParseOwner(cfg.user);
           op.actions.push_back(std::move(mk));
           s.fs = graph::Output{graph::MakeVertex(std::move(op), std::move(inputs),
-                                                 Constraint(s, prefix + " " + c.original)),
+                                                 Constraint(s, prefix + " " + c.original, c.location)),
                                0};
           History(s, "WORKDIR " + wd, true);
         } else if constexpr (std::is_same_v<T, CmdCommand>) {
@@ -917,8 +937,10 @@ Status Converter::DispatchStage(int index) {
   }
   const size_t total = commands.size() + 1;
   for (size_t i = 0; i < commands.size(); ++i) {
+    // As BuildKit: a Dockerfile of one stage shows no stage name ("[2/3] RUN").
+    const std::string name = df_.stages.size() == 1 ? "" : s.display + " ";
     const std::string prefix =
-        "[" + s.display + " " + std::to_string(i + 2) + "/" + std::to_string(total) + "]";
+        "[" + name + std::to_string(i + 2) + "/" + std::to_string(total) + "]";
     KILN_RETURN_IF_ERROR(Dispatch(stages_[index], commands[i], prefix));
   }
   stages_[index].dispatch = 2;

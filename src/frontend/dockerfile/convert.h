@@ -80,6 +80,9 @@ struct ConvertOptions {
   std::map<std::string, InputContext> inputs;  // by input name
   ImageResolver* resolver = nullptr;           // required when an image is used
   bool no_cache = false;                       // every op ignores the cache
+  // --no-cache-filter: the ops of these stages (by name, case-insensitive)
+  // ignore the cache.
+  std::vector<std::string> no_cache_stages;
 };
 
 struct ConvertResult {
