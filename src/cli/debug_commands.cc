@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/resolver.h"
 #include "content/store.h"
 #include "frontend/dockerfile/convert.h"
 #include "frontend/dockerfile/parser/parser.h"
@@ -22,27 +23,6 @@ Result<std::string> ReadFile(const std::string& path) {
   ss << f.rdbuf();
   return ss.str();
 }
-
-// Base images through the registry client; configs land in the content store.
-class RegistryImageResolver : public dockerfile::ImageResolver {
- public:
-  RegistryImageResolver(registry::Client* client, const content::Store* store)
-      : client_(client), store_(store) {}
-
-  Result<dockerfile::ResolvedImage> ResolveImage(const std::string& ref,
-                                                 const image::Platform& platform) override {
-    KILN_ASSIGN_OR_RETURN(image::Reference parsed, image::ParseNormalizedNamed(ref));
-    KILN_ASSIGN_OR_RETURN(registry::Resolved resolved, client_->Resolve(parsed, platform));
-    KILN_RETURN_IF_ERROR(client_->FetchBlob(parsed, resolved.config, *store_));
-    KILN_ASSIGN_OR_RETURN(std::string config, store_->Read(resolved.config.digest));
-    KILN_ASSIGN_OR_RETURN(image::ImageConfig cfg, image::ParseImageConfig(config));
-    return dockerfile::ResolvedImage{resolved.top.digest.str(), std::move(cfg)};
-  }
-
- private:
-  registry::Client* client_;
-  const content::Store* store_;
-};
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <string>
 
+#include "cli/build.h"
 #include "cli/config.h"
 #include "cli/debug_commands.h"
 #include "cli/inspect.h"
@@ -101,6 +102,41 @@ int main(int argc, char** argv) {
   copy->add_option("SRC", copy_opts.source, "Source image")->required();
   copy->add_option("DST", copy_opts.destination, "Destination")->required();
 
+  kiln::cli::BuildOptions build_opts;
+  auto* build = app.add_subcommand(
+      "build", "Build an image from a Dockerfile; the image records its build sources");
+  build->fallthrough();
+  build->add_option("-f,--file", build_opts.file, "Dockerfile (default: CONTEXT/Dockerfile)");
+  build->add_option("-t,--tag", build_opts.tags, "Name the image NAME[:TAG]")
+      ->allow_extra_args(false);
+  build->add_option("--build-arg", build_opts.build_args, "Build argument NAME=VALUE")
+      ->allow_extra_args(false);
+  build->add_option("--target", build_opts.target, "Stage to build (default: the last)");
+  build->add_option("--platform", build_opts.platform,
+                    "Target platform os/arch[/variant] (default: the host's)");
+  build->add_option("--secret", build_opts.secrets,
+                    "Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+      ->allow_extra_args(false);
+  build->add_flag("--no-cache", build_opts.no_cache, "Run every step, ignoring the build cache");
+  build->add_option("--no-cache-filter", build_opts.no_cache_filter,
+                    "Run this stage's steps ignoring the build cache")
+      ->allow_extra_args(false);
+  build->add_option("--build-context", build_opts.build_contexts,
+                    "Named context NAME=VALUE (docker-image://REF, a URL)")
+      ->allow_extra_args(false);
+  build->add_option("-o,--output", build_opts.outputs,
+                    "Output: type=oci,dest=FILE or type=oci,dest=DIR,tar=false")
+      ->allow_extra_args(false);
+  build->add_option("--metadata-file", build_opts.metadata_file,
+                    "Write the exporter response (digests, build sources) to this JSON file");
+  build->add_option("--progress", build_opts.progress, "Progress output: auto, plain or quiet")
+      ->check(CLI::IsMember({"auto", "plain", "quiet"}));
+  build->add_option("CONTEXT", build_opts.context, "Build context directory (default: .)");
+
+  auto* du = app.add_subcommand("du", "Show the disk space kiln's state uses");
+  kiln::cli::PruneOptions prune_opts;
+  auto* prune = app.add_subcommand("prune", "Remove the build cache and build snapshots");
+
   auto* bi = app.add_subcommand("buildinfo", "Work with build-sources records");
   bi->require_subcommand(1);
   auto* inspect = bi->add_subcommand(
@@ -165,6 +201,12 @@ int main(int argc, char** argv) {
     for (const std::string& w : out->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
     return Print(out->dump);
   }
+  if (build->parsed()) {
+    // Before any thread: mounts made by the build stay private to it.
+    if (auto st = kiln::cli::PrepareBuildProcess(); !st.ok()) return Fail(st);
+  }
+  if (du->parsed()) return PrintOrFail(kiln::cli::RunDu(global));
+  if (prune->parsed()) return PrintOrFail(kiln::cli::RunPrune(global, prune_opts));
   // The registry commands read the kiln config (a named file must exist).
   const bool named = !config_path.empty();
   auto config = kiln::cli::LoadConfig(
@@ -177,6 +219,14 @@ int main(int argc, char** argv) {
     if (!out.ok()) {  // Dockerfile errors span lines: the line and a caret
       std::fprintf(stderr, "kiln: error: %s\n", out.status().message().c_str());
       return 1;
+    }
+    return Print(*out);
+  }
+  if (build->parsed()) {
+    auto out = kiln::cli::RunBuild(global, build_opts);
+    if (!out.ok()) {  // build errors span lines: the step, its line, its last output
+      std::fprintf(stderr, "kiln: error: %s\n", out.status().message().c_str());
+      return out.status().code() == kiln::StatusCode::kCancelled ? 130 : 1;
     }
     return Print(*out);
   }

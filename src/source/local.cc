@@ -376,6 +376,10 @@ bool LocalContext::Excluded(std::string_view path) const {
   return !impl_->Selected(clean);
 }
 
+bool LocalContext::MayIncludeBelow(std::string_view dir) const {
+  return impl_->MayHoldSelected(util::CleanInRoot(dir));
+}
+
 Result<std::vector<ContextEntry>> LocalContext::Match(std::string_view pattern) const {
   std::vector<ContextEntry> out;
   std::vector<std::string> parts = SplitPath(pattern);

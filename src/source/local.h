@@ -50,6 +50,9 @@ class LocalContext {
   // The context as a confined tree (reads must check Excluded()).
   const util::RootDir& root() const;
   bool Excluded(std::string_view path) const;
+  // Whether the excluded directory `dir` may still hold a path that is not
+  // excluded (a `!` pattern below it), so a walk must descend into it.
+  bool MayIncludeBelow(std::string_view dir) const;
 
   // Entries matching `pattern` (a COPY source: a path or a wildcard pattern,
   // relative to the context root; "." or "/" = the root), not excluded,

@@ -1,0 +1,518 @@
+#include "cli/build.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "buildinfo/attrs.h"
+#include "buildinfo/exporter.h"
+#include "buildinfo/merge.h"
+#include "buildinfo/walk.h"
+#include "cli/resolver.h"
+#include "content/store.h"
+#include "executor/executor.h"
+#include "exporter/image_writer.h"
+#include "frontend/dockerfile/convert.h"
+#include "graph/graph.h"
+#include "image/platform.h"
+#include "ops/ops.h"
+#include "registry/client.h"
+#include "snapshot/labels.h"
+#include "snapshot/snapshotter.h"
+#include "solver/cache_store.h"
+#include "solver/solver.h"
+#include "source/dockerignore.h"
+#include "source/http.h"
+#include "source/image.h"
+#include "source/local.h"
+#include "util/cancel.h"
+#include "util/io.h"
+
+namespace kiln::cli {
+namespace {
+
+namespace fs = std::filesystem;
+namespace bi = buildinfo;
+
+Result<std::string> ReadText(const fs::path& path, std::string_view what) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return Status::NotFound("cannot read " + std::string(what) + " " + path.string());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// ROOT/lock: shared by builds, exclusive for prune.
+class RootLock {
+ public:
+  static Result<RootLock> Acquire(const fs::path& root, bool exclusive) {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) return Status::IOError("cannot create " + root.string() + ": " + ec.message());
+    const fs::path p = root / "lock";
+    util::UniqueFd fd(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Status::IOError("cannot open " + p.string());
+    if (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
+      return Status::IOError("cannot lock " + p.string());
+    }
+    return RootLock(std::move(fd));
+  }
+
+ private:
+  explicit RootLock(util::UniqueFd fd) : fd_(std::move(fd)) {}
+  util::UniqueFd fd_;
+};
+
+// SIGINT and SIGTERM cancel the build; a dedicated thread waits for them.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(util::Canceller* cancel) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    thread_ = std::thread([cancel, set] {
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGUSR2) return;
+        cancel->Cancel(sig == SIGINT ? "build cancelled (interrupted)"
+                                     : "build cancelled (terminated)");
+      }
+    });
+  }
+  ~SignalWatcher() {
+    pthread_kill(thread_.native_handle(), SIGUSR2);
+    thread_.join();
+  }
+
+ private:
+  std::thread thread_;
+};
+
+// BuildKit's plain progress format on stderr.
+class Progress {
+ public:
+  explicit Progress(bool quiet) : quiet_(quiet) {}
+
+  void Event(const solver::Event& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int n = Number(e.vertex);
+    std::deque<std::string>& tail = tails_[e.vertex];
+    switch (e.kind) {
+      case solver::Event::Kind::kStarted:
+        Print("#" + std::to_string(n) + " " + e.name + "\n");
+        break;
+      case solver::Event::Kind::kCached:
+        Print("#" + std::to_string(n) + " " + e.name + "\n#" + std::to_string(n) + " CACHED\n");
+        break;
+      case solver::Event::Kind::kLog: {
+        std::string& partial = partial_[e.vertex];
+        partial += e.data;
+        size_t nl;
+        while ((nl = partial.find('\n')) != std::string::npos) {
+          std::string line = partial.substr(0, nl);
+          partial.erase(0, nl + 1);
+          Print("#" + std::to_string(n) + " " + line + "\n");
+          tail.push_back(line);
+          if (tail.size() > 10) tail.pop_front();
+        }
+        break;
+      }
+      case solver::Event::Kind::kCompleted: {
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%.1fs",
+                      std::chrono::duration<double>(e.elapsed).count());
+        Print("#" + std::to_string(n) + " DONE " + secs + "\n");
+        break;
+      }
+      case solver::Event::Kind::kError:
+        if (!partial_[e.vertex].empty()) {
+          tail.push_back(partial_[e.vertex]);
+          if (tail.size() > 10) tail.pop_front();
+        }
+        Print("#" + std::to_string(n) + " ERROR: " + e.data + "\n");
+        failed_ = e.vertex;
+        break;
+    }
+  }
+
+  // Where the failing step is and what it printed last, for the error
+  // message: "\n  Dockerfile:4\n     4 | RUN make\n  last output:\n  > ...".
+  std::string FailureContext(const graph::Definition& def, const std::string& dockerfile) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!failed_ || *failed_ >= def.vertices.size()) return "";
+    std::string out;
+    const auto& desc = def.vertices[*failed_]->constraints.description;
+    if (auto it = desc.find(std::string(graph::kDescriptionLocation)); it != desc.end()) {
+      out += "\n  " + it->second;
+      const size_t colon = it->second.rfind(':');
+      const int line = std::atoi(it->second.c_str() + colon + 1);
+      std::istringstream in(dockerfile);
+      std::string text;
+      for (int i = 1; std::getline(in, text); ++i) {
+        if (i == line) {
+          char num[16];
+          std::snprintf(num, sizeof num, "%6d", line);
+          out += "\n" + std::string(num) + " | " + text;
+          break;
+        }
+      }
+    }
+    if (!tails_[*failed_].empty()) {
+      out += "\n  last output:";
+      for (const std::string& l : tails_[*failed_]) out += "\n  > " + l;
+    }
+    return out;
+  }
+
+ private:
+  int Number(size_t vertex) {
+    auto [it, fresh] = numbers_.try_emplace(vertex, next_);
+    if (fresh) ++next_;
+    return it->second;
+  }
+  void Print(const std::string& s) {
+    if (!quiet_) std::fputs(s.c_str(), stderr);
+  }
+
+  std::mutex mu_;
+  bool quiet_;
+  std::map<size_t, int> numbers_;
+  int next_ = 1;
+  std::map<size_t, std::deque<std::string>> tails_;
+  std::map<size_t, std::string> partial_;
+  std::optional<size_t> failed_;
+};
+
+Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::string>& specs) {
+  std::map<std::string, std::string> out;
+  for (const std::string& spec : specs) {
+    std::map<std::string, std::string> kv;
+    size_t start = 0;
+    for (;;) {
+      const size_t comma = spec.find(',', start);
+      const std::string part = spec.substr(start, comma == std::string::npos ? spec.npos : comma - start);
+      const size_t eq = part.find('=');
+      if (eq == std::string::npos) {
+        return Status::InvalidArgument("--secret " + spec + ": \"" + part +
+                                       "\" is not KEY=VALUE (expected id=ID,src=FILE or "
+                                       "id=ID,env=VAR)");
+      }
+      kv[part.substr(0, eq)] = part.substr(eq + 1);
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    std::string id = kv["id"];
+    std::string src = kv.count("src") ? kv["src"] : kv["source"];
+    const std::string env = kv["env"];
+    if (id.empty()) id = !src.empty() ? fs::path(src).filename().string() : env;
+    if (id.empty()) return Status::InvalidArgument("--secret " + spec + ": no id given");
+    if (!src.empty()) {
+      Result<std::string> data = ReadText(src, "secret file");
+      if (!data.ok()) return Status::NotFound("--secret id=" + id + ": cannot read " + src);
+      out[id] = *data;
+    } else {
+      const char* v = std::getenv((env.empty() ? id : env).c_str());
+      if (!v) {
+        return Status::NotFound("--secret id=" + id + ": environment variable " +
+                                (env.empty() ? id : env) + " is not set");
+      }
+      out[id] = v;
+    }
+  }
+  return out;
+}
+
+const std::set<std::string, std::less<>>& OciExporterOptions() {
+  static const std::set<std::string, std::less<>> k = {
+      "name", "dest", "tar", "oci-mediatypes", "compression", "compression-level",
+      "force-compression", "buildinfo", "buildinfo-attrs"};
+  return k;
+}
+
+}  // namespace
+
+Status PrepareBuildProcess() { return snapshot::EnterPrivateMountNamespace(); }
+
+Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& options) {
+  util::Canceller cancel;
+  SignalWatcher signals(&cancel);
+  KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, false));
+
+  const fs::path context = options.context.empty() ? fs::path(".") : fs::path(options.context);
+  const fs::path file = options.file.empty() ? context / "Dockerfile" : fs::path(options.file);
+  KILN_ASSIGN_OR_RETURN(std::string dockerfile, ReadText(file, "Dockerfile"));
+
+  // Build request, as buildx sends it.
+  dockerfile::ConvertOptions opt;
+  bi::RequestAttrs attrs;
+  opt.filename = file.filename().string();
+  attrs["filename"] = opt.filename;
+  opt.target = options.target;
+  if (!options.target.empty()) attrs["target"] = options.target;
+  opt.build_platform = image::DefaultPlatform();
+  opt.target_platform = opt.build_platform;
+  if (!options.platform.empty()) {
+    KILN_ASSIGN_OR_RETURN(image::Platform p, image::ParsePlatform(options.platform));
+    opt.target_platform = image::Normalize(p);
+    attrs["platform"] = options.platform;
+  }
+  for (const std::string& kv : options.build_args) {
+    const size_t eq = kv.find('=');
+    if (eq != std::string::npos) {
+      opt.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+    } else if (const char* v = std::getenv(kv.c_str())) {
+      opt.build_args[kv] = v;
+    }
+  }
+  for (const auto& [k, v] : opt.build_args) attrs["build-arg:" + k] = v;
+  for (const std::string& kv : options.build_contexts) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("--build-context " + kv + ": expected NAME=VALUE");
+    }
+    opt.named_contexts[kv.substr(0, eq)] = kv.substr(eq + 1);
+    attrs["context:" + kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  opt.no_cache = options.no_cache;
+  if (options.no_cache) attrs["no-cache"] = "";
+  opt.no_cache_stages = options.no_cache_filter;
+
+  std::vector<exporter::Output> outputs;
+  std::vector<bi::ExportOptions> record_options;
+  for (const std::string& spec : options.outputs) {
+    KILN_ASSIGN_OR_RETURN(exporter::Output out, exporter::ParseOutput(spec));
+    if (out.type != "oci") {
+      return Status::Unimplemented("-o " + spec + ": output type \"" + out.type +
+                                   "\" is not supported yet (supported: type=oci)");
+    }
+    KILN_RETURN_IF_ERROR(bi::ValidateExporterOptions(out.type, out.attrs, OciExporterOptions()));
+    out.attrs = bi::MapClientExportAttrs(out.type, out.attrs, opt.build_args);
+    KILN_ASSIGN_OR_RETURN(bi::ExportOptions eo, bi::ParseExportOptions(out.attrs));
+    record_options.push_back(eo);
+    outputs.push_back(std::move(out));
+  }
+  KILN_ASSIGN_OR_RETURN(auto secrets,
+                        ParseSecrets(options.secrets));
+
+  // Machinery.
+  registry::RegistryOptions ropt;
+  ropt.insecure_registries = global.insecure_registries;
+  KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
+  KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
+                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
+                        solver::CacheStore::Open(global.root / "cache.db"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::HttpSource> http,
+                        source::HttpSource::Open(store, global.root / "http-cache.db"));
+  source::ImageSource images(&client, store, snapshots);
+
+  RegistryImageResolver resolver(&client, &store);
+  opt.resolver = &resolver;
+  Result<dockerfile::ConvertResult> converted_or = dockerfile::ConvertToGraph(dockerfile, opt);
+  if (!converted_or.ok()) return converted_or.status();
+  dockerfile::ConvertResult converted = std::move(converted_or).value();
+  for (const dockerfile::Warning& w : converted.warnings) {
+    std::fprintf(stderr, "warning: %s:%d: %s\n", opt.filename.c_str(), w.line, w.message.c_str());
+  }
+
+  // The build context, filtered by <Dockerfile>.dockerignore or CONTEXT/.dockerignore.
+  source::LocalOptions lopt;
+  lopt.dir = fs::absolute(context);
+  lopt.index_dir = global.root / "contexts";
+  fs::path ignore = file;
+  ignore += ".dockerignore";
+  if (!fs::exists(ignore)) ignore = context / ".dockerignore";
+  if (fs::exists(ignore)) {
+    KILN_ASSIGN_OR_RETURN(std::string text, ReadText(ignore, ".dockerignore"));
+    KILN_ASSIGN_OR_RETURN(lopt.excludes, source::IgnoreMatcher::Parse(text));
+  }
+
+  ops::Environment env;
+  env.store = &store;
+  env.snapshots = snapshots;
+  env.images = &images;
+  env.http = http.get();
+  env.secrets = std::move(secrets);
+  env.cache_mounts_dir = global.root / "cache-mounts";
+  std::unique_ptr<executor::Executor> executor;
+  const graph::Definition def = graph::Marshal(converted.root);
+  bool needs_exec = false;
+  for (const graph::VertexPtr& v : def.vertices) {
+    needs_exec |= std::holds_alternative<graph::ExecOp>(v->op);
+  }
+  if (needs_exec) {
+    executor::Options eopt;
+    eopt.state_dir = global.root / "executor";
+    KILN_ASSIGN_OR_RETURN(executor, executor::Executor::Open(eopt));
+    env.executor = executor.get();
+  }
+  if (fs::is_directory(context)) {
+    KILN_ASSIGN_OR_RETURN(env.locals["context"], source::LocalContext::Open(lopt));
+  }
+
+  KILN_ASSIGN_OR_RETURN(ops::Plan plan, ops::PlanGraph(def, &env));
+  Progress progress(options.progress == "quiet");
+  std::string top;
+  if (!plan.root_scratch) {
+    solver::Solver solver(cache, ops::MakeLoader(&env));
+    solver::SolveOptions so;
+    so.cancel = &cancel;
+    so.progress = [&progress](const solver::Event& e) { progress.Event(e); };
+    Result<solver::SolveResult> solved = solver.Solve(plan.vertices, {plan.root}, so);
+    if (!solved.ok()) {
+      Status st = solved.status();
+      std::string where;
+      if (st.code() != StatusCode::kCancelled) where = progress.FailureContext(def, dockerfile);
+      return Status(st.code(), st.message() + where, st.exit_code());
+    }
+    KILN_ASSIGN_OR_RETURN(top, ops::SnapshotOf(solved->refs.front()));
+  }
+
+  // The record: what the frontend asked for, merged with what the sources
+  // reported along the solved graph (K4).
+  bi::SourcePins pins;
+  if (!converted.root.scratch()) {
+    std::string missing;
+    auto report = [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
+      const auto* src = std::get_if<graph::SourceOp>(&v->op);
+      if (!src || src->identifier.rfind("local://", 0) == 0) return std::nullopt;
+      if (std::optional<std::string> pin = plan.pins->Get(src->identifier)) {
+        return std::make_pair(src->identifier, *pin);
+      }
+      missing = src->identifier;
+      return std::nullopt;
+    };
+    auto inputs_of = [](const graph::VertexPtr& v) {
+      std::vector<graph::VertexPtr> in;
+      for (const graph::Output& o : v->inputs) {
+        if (!o.scratch()) in.push_back(o.vertex);
+      }
+      return in;
+    };
+    pins = bi::CollectSources(converted.root.vertex, inputs_of, report);
+    if (!missing.empty()) {
+      return Status::Internal("no pin was recorded for source " + source::RedactUrl(missing));
+    }
+  }
+  KILN_ASSIGN_OR_RETURN(bi::BuildInfo bridged,
+                        bi::BridgeMerge(bi::kMetadataKey, "dockerfile.v0", attrs, converted.sources,
+                                        /*deps_from_request=*/false));
+  KILN_ASSIGN_OR_RETURN(bi::BuildInfo record, bi::Finalize(bridged, pins));
+
+  // The image.
+  exporter::LayerStats stats;
+  KILN_ASSIGN_OR_RETURN(std::vector<exporter::Layer> layers,
+                        exporter::ExportLayers(*snapshots, store, top, 2, &cancel, &stats));
+  exporter::ImageRequest req;
+  req.config = converted.config;
+  req.layers = layers;
+  req.record = &record;
+  req.record_options = record_options.empty() ? bi::ExportOptions{} : record_options.front();
+  KILN_ASSIGN_OR_RETURN(exporter::WrittenImage img, exporter::WriteImage(store, req));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    exporter::ImageRequest r = req;
+    r.record_options = record_options[i];
+    KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
+    KILN_RETURN_IF_ERROR(exporter::WriteOutput(store, outputs[i], written, options.tags));
+    if (i == 0) img = written;
+  }
+  KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(img, &record, options.tags));
+  if (!options.metadata_file.empty()) {
+    const std::string text = bi::MetadataFileContent(response);
+    std::ofstream f(options.metadata_file, std::ios::binary | std::ios::trunc);
+    if (!f || !(f << text) || !f.flush()) {
+      return Status::IOError("cannot write metadata file " + options.metadata_file);
+    }
+  }
+  if (options.progress != "quiet") {
+    std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-",
+                 stats.compressed, stats.reused);
+  }
+  return img.manifest.digest.str() + "\n";
+}
+
+Result<std::string> RunDu(const GlobalOptions& global) {
+  KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, false));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
+                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  KILN_ASSIGN_OR_RETURN(std::vector<snapshot::Info> usage, snapshots->Usage());
+  uint64_t layers = 0, built = 0;
+  size_t nlayers = 0, nbuilt = 0;
+  for (const snapshot::Info& i : usage) {
+    const bool pulled = i.labels.count(std::string(snapshot::kLabelCreated)) == 0;
+    (pulled ? layers : built) += i.disk_bytes;
+    ++(pulled ? nlayers : nbuilt);
+  }
+  KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
+  KILN_ASSIGN_OR_RETURN(std::vector<util::Digest> blobs, store.List());
+  uint64_t blob_bytes = 0;
+  for (const util::Digest& d : blobs) {
+    Result<uint64_t> s = store.Size(d);
+    if (s.ok()) blob_bytes += *s;
+  }
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
+                        solver::CacheStore::Open(global.root / "cache.db"));
+  KILN_ASSIGN_OR_RETURN(std::vector<solver::CacheRecord> records, cache->List());
+  std::string out;
+  out += "KIND              COUNT  SIZE\n";
+  auto row = [&out](const char* kind, size_t n, uint64_t bytes) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "%-16s %6zu  %s\n", kind, n, HumanSize(bytes).c_str());
+    out += buf;
+  };
+  row("image layers", nlayers, layers);
+  row("build snapshots", nbuilt, built);
+  row("content blobs", blobs.size(), blob_bytes);
+  row("cache records", records.size(), 0);
+  return out;
+}
+
+Result<std::string> RunPrune(const GlobalOptions& global, const PruneOptions&) {
+  KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, true));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
+                        solver::CacheStore::Open(global.root / "cache.db"));
+  KILN_ASSIGN_OR_RETURN(int64_t records, cache->Clear());
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
+                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  // Children before parents: repeat until nothing more can go.
+  int removed = 0;
+  uint64_t bytes = 0;
+  for (bool progress = true; progress;) {
+    progress = false;
+    KILN_ASSIGN_OR_RETURN(std::vector<snapshot::Info> all, snapshots->Usage());
+    std::set<std::string> parents;
+    for (const snapshot::Info& i : all) parents.insert(i.parent);
+    for (const snapshot::Info& i : all) {
+      if (parents.count(i.id)) continue;
+      if (snapshots->Remove(i.id).ok()) {
+        ++removed;
+        bytes += i.disk_bytes;
+        progress = true;
+      }
+    }
+  }
+  std::error_code ec;
+  fs::remove_all(global.root / "cache-mounts", ec);
+  return "removed " + std::to_string(records) + " cache records and " + std::to_string(removed) +
+         " snapshots, " + HumanSize(bytes) + "\n";
+}
+
+}  // namespace kiln::cli

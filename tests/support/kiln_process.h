@@ -1,0 +1,53 @@
+// Helpers for end-to-end tests that run the kiln binary: temp directories,
+// files, and running kiln with captured output and a controlled environment.
+// Thread-safety: plain functions; TempDir is a value owned by one test.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kiln::testing {
+
+// A fresh directory under $TMPDIR, removed with its content (read-only
+// blobs included) when destroyed.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "kiln-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+std::string ReadAll(const std::filesystem::path& path);
+// Creates parent directories.
+void WriteFile(const std::filesystem::path& path, const std::string& data);
+
+struct RunResult {
+  int exit_code = -1;  // -1: killed by a signal or not started
+  int signal = 0;
+  std::string out;
+  std::string err;
+};
+
+struct RunOptions {
+  // Variables set (or, with an empty value and unset=true, removed).
+  std::map<std::string, std::string> env;
+  std::vector<std::string> unset = {"KILN_ROOT", "DOCKER_CONFIG"};
+  // When > 0, SIGINT is sent after this many bytes of stderr contain `interrupt_after`.
+  std::string interrupt_after;
+};
+
+// Runs `program` with `args`, stdout and stderr captured.
+RunResult Run(const std::string& program, const std::vector<std::string>& args,
+              const RunOptions& options = {});
+
+// "exit N\nstdout:\n...\nstderr:\n..." for failure messages.
+std::string Describe(const RunResult& r);
+
+}  // namespace kiln::testing
