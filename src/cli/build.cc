@@ -246,6 +246,23 @@ const std::set<std::string, std::less<>>& OciExporterOptions() {
   return k;
 }
 
+// ROOT/snapshots with the driver KILN_SNAPSHOTTER names ("overlay", the
+// default where it works, or "copy").
+Result<std::shared_ptr<snapshot::Snapshotter>> OpenSnapshots(const GlobalOptions& global) {
+  snapshot::Options so;
+  if (const char* d = std::getenv("KILN_SNAPSHOTTER"); d && *d) {
+    const std::string driver = d;
+    if (driver == "copy") {
+      so.force_copy = true;
+    } else if (driver != "overlay") {
+      return Status::InvalidArgument("KILN_SNAPSHOTTER=" + driver +
+                                     ": unknown snapshotter (expected overlay or copy)");
+    }
+  }
+  const fs::path dir = global.root / (so.force_copy ? "snapshots-copy" : "snapshots");
+  return snapshot::Snapshotter::Open(dir, so);
+}
+
 }  // namespace
 
 Status PrepareBuildProcess() { return snapshot::EnterPrivateMountNamespace(); }
@@ -316,8 +333,7 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
   ropt.insecure_registries = global.insecure_registries;
   KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
   KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
-                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots, OpenSnapshots(global));
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
                         solver::CacheStore::Open(global.root / "cache.db"));
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::HttpSource> http,
@@ -451,8 +467,7 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
 
 Result<std::string> RunDu(const GlobalOptions& global) {
   KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, false));
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
-                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots, OpenSnapshots(global));
   KILN_ASSIGN_OR_RETURN(std::vector<snapshot::Info> usage, snapshots->Usage());
   uint64_t layers = 0, built = 0;
   size_t nlayers = 0, nbuilt = 0;
@@ -490,8 +505,7 @@ Result<std::string> RunPrune(const GlobalOptions& global, const PruneOptions&) {
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
                         solver::CacheStore::Open(global.root / "cache.db"));
   KILN_ASSIGN_OR_RETURN(int64_t records, cache->Clear());
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots,
-                        snapshot::Snapshotter::Open(global.root / "snapshots"));
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots, OpenSnapshots(global));
   // Children before parents: repeat until nothing more can go.
   int removed = 0;
   uint64_t bytes = 0;
