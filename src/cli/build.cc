@@ -40,6 +40,7 @@
 #include "source/local.h"
 #include "util/cancel.h"
 #include "util/io.h"
+#include "util/metrics.h"
 
 namespace kiln::cli {
 namespace {
@@ -265,9 +266,18 @@ Result<std::shared_ptr<snapshot::Snapshotter>> OpenSnapshots(const GlobalOptions
 
 }  // namespace
 
+static Result<std::string> Build(const GlobalOptions& global, const BuildOptions& options);
+
 Status PrepareBuildProcess() { return snapshot::EnterPrivateMountNamespace(); }
 
 Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& options) {
+  Result<std::string> r = Build(global, options);
+  if (options.debug == "stats") std::fputs(util::MetricsReport().c_str(), stderr);
+  return r;
+}
+
+static Result<std::string> Build(const GlobalOptions& global, const BuildOptions& options) {
+  KILN_METRIC("build (total)");
   util::Canceller cancel;
   SignalWatcher signals(&cancel);
   KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, false));
@@ -329,22 +339,36 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
                         ParseSecrets(options.secrets));
 
   // Machinery.
+  std::optional<util::ScopedMetric> phase;
+  static util::Metric open_metric("open state (store, snapshots, cache)");
+  phase.emplace(&open_metric);
   registry::RegistryOptions ropt;
   ropt.insecure_registries = global.insecure_registries;
+  static util::Metric m1("  registry client"), m2("  snapshotter"), m3("  cache store"),
+      m4("  http source");
+  std::optional<util::ScopedMetric> step(&m1);
   KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
   KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
+  step.emplace(&m2);
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<snapshot::Snapshotter> snapshots, OpenSnapshots(global));
+  step.emplace(&m3);
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
                         solver::CacheStore::Open(global.root / "cache.db"));
+  step.emplace(&m4);
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::HttpSource> http,
                         source::HttpSource::Open(store, global.root / "http-cache.db"));
+  step.reset();
   source::ImageSource images(&client, store, snapshots);
 
   RegistryImageResolver resolver(&client, &store);
   opt.resolver = &resolver;
+  static util::Metric convert_metric("frontend (resolve+convert)");
+  phase.emplace(&convert_metric);
   Result<dockerfile::ConvertResult> converted_or = dockerfile::ConvertToGraph(dockerfile, opt);
   if (!converted_or.ok()) return converted_or.status();
   dockerfile::ConvertResult converted = std::move(converted_or).value();
+  static util::Metric plan_metric("context + plan");
+  phase.emplace(&plan_metric);
   for (const dockerfile::Warning& w : converted.warnings) {
     std::fprintf(stderr, "warning: %s:%d: %s\n", opt.filename.c_str(), w.line, w.message.c_str());
   }
@@ -368,18 +392,18 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
   env.http = http.get();
   env.secrets = std::move(secrets);
   env.cache_mounts_dir = global.root / "cache-mounts";
-  std::unique_ptr<executor::Executor> executor;
   const graph::Definition def = graph::Marshal(converted.root);
-  bool needs_exec = false;
-  for (const graph::VertexPtr& v : def.vertices) {
-    needs_exec |= std::holds_alternative<graph::ExecOp>(v->op);
-  }
-  if (needs_exec) {
-    executor::Options eopt;
-    eopt.state_dir = global.root / "executor";
-    KILN_ASSIGN_OR_RETURN(executor, executor::Executor::Open(eopt));
-    env.executor = executor.get();
-  }
+  std::mutex executor_mu;
+  std::unique_ptr<executor::Executor> executor;
+  env.executor = [&]() -> Result<executor::Executor*> {
+    std::lock_guard<std::mutex> lock(executor_mu);
+    if (!executor) {
+      executor::Options eopt;
+      eopt.state_dir = global.root / "executor";
+      KILN_ASSIGN_OR_RETURN(executor, executor::Executor::Open(eopt));
+    }
+    return executor.get();
+  };
   if (fs::is_directory(context)) {
     KILN_ASSIGN_OR_RETURN(env.locals["context"], source::LocalContext::Open(lopt));
   }
@@ -387,6 +411,8 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
   KILN_ASSIGN_OR_RETURN(ops::Plan plan, ops::PlanGraph(def, &env));
   Progress progress(options.progress == "quiet");
   std::string top;
+  static util::Metric solve_metric("solve");
+  phase.emplace(&solve_metric);
   if (!plan.root_scratch) {
     solver::Solver solver(cache, ops::MakeLoader(&env));
     solver::SolveOptions so;
@@ -402,6 +428,7 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
     KILN_ASSIGN_OR_RETURN(top, ops::SnapshotOf(solved->refs.front()));
   }
 
+  phase.reset();
   // The record: what the frontend asked for, merged with what the sources
   // reported along the solved graph (K4).
   bi::SourcePins pins;
@@ -434,6 +461,8 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
   KILN_ASSIGN_OR_RETURN(bi::BuildInfo record, bi::Finalize(bridged, pins));
 
   // The image.
+  static util::Metric export_metric("export (layers+image+outputs)");
+  phase.emplace(&export_metric);
   exporter::LayerStats stats;
   KILN_ASSIGN_OR_RETURN(std::vector<exporter::Layer> layers,
                         exporter::ExportLayers(*snapshots, store, top, 2, &cancel, &stats));
@@ -451,6 +480,7 @@ Result<std::string> RunBuild(const GlobalOptions& global, const BuildOptions& op
     if (i == 0) img = written;
   }
   KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(img, &record, options.tags));
+  phase.reset();
   if (!options.metadata_file.empty()) {
     const std::string text = bi::MetadataFileContent(response);
     std::ofstream f(options.metadata_file, std::ios::binary | std::ios::trunc);

@@ -43,6 +43,7 @@ struct BuildOptions {
   std::vector<std::string> outputs;         // -o specs
   std::string metadata_file;
   std::string progress = "auto";  // auto, plain, quiet
+  std::string debug;              // "stats": print where the time went
 };
 
 // Enters a private mount namespace; main calls it before any thread starts.

@@ -131,6 +131,8 @@ int main(int argc, char** argv) {
                     "Write the exporter response (digests, build sources) to this JSON file");
   build->add_option("--progress", build_opts.progress, "Progress output: auto, plain or quiet")
       ->check(CLI::IsMember({"auto", "plain", "quiet"}));
+  build->add_option("--debug", build_opts.debug, "Debug output: stats (time per phase)")
+      ->check(CLI::IsMember({"stats"}));
   build->add_option("CONTEXT", build_opts.context, "Build context directory (default: .)");
 
   auto* du = app.add_subcommand("du", "Show the disk space kiln's state uses");

@@ -306,7 +306,8 @@ class ExecOpImpl : public solver::Op {
     ps.network = op_.network == graph::NetworkMode::kNone ? executor::Network::kNone
                                                           : executor::Network::kHost;
     if (!env_->executor) return Status::Internal("no executor configured");
-    KILN_RETURN_IF_ERROR(env_->executor->Run(ps, ro));
+    KILN_ASSIGN_OR_RETURN(executor::Executor * executor, env_->executor());
+    KILN_RETURN_IF_ERROR(executor->Run(ps, ro));
     views.clear();
 
     if (rootm.output >= 0) {

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,7 +45,9 @@ namespace kiln::ops {
 struct Environment {
   const content::Store* store = nullptr;
   std::shared_ptr<snapshot::Snapshotter> snapshots;
-  executor::Executor* executor = nullptr;
+  // The executor, opened on first use (a build served from the cache never
+  // starts the runtime). Called from several threads.
+  std::function<Result<executor::Executor*>()> executor;
   source::ImageSource* images = nullptr;
   source::HttpSource* http = nullptr;
   // Local contexts by name ("context", "dockerfile", named local contexts).

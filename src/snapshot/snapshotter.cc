@@ -497,13 +497,15 @@ Result<std::shared_ptr<Snapshotter>> Snapshotter::Open(const fs::path& dir, Opti
   }
   // overlayfs splits its options on ',' and ':'; such paths need the copy driver.
   bool plain_path = abs.string().find_first_of(",:\\") == std::string::npos;
-  bool overlay = !options.force_copy && plain_path && ProbeOverlay(abs);
-  std::string want = overlay ? "overlay" : "copy";
-
   fs::path marker = abs / ".driver";
   std::ifstream f(marker);
   std::string have;
   if (f) std::getline(f, have);
+  // A directory that already holds overlay snapshots was probed when it was
+  // made: probing again (a mount and an unmount) would cost every build.
+  bool overlay = !options.force_copy && plain_path &&
+                 (have == "overlay" ? true : have.empty() && ProbeOverlay(abs));
+  std::string want = overlay ? "overlay" : "copy";
   if (have.empty()) {
     KILN_RETURN_IF_ERROR(WriteFileAtomic(marker, want + "\n"));
   } else if (have != want) {
