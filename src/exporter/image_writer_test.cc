@@ -1,0 +1,221 @@
+// Unit tests of the image writer: config assembly (history normalization,
+// dates, unknown members), record embedding per the exporter options (K1,
+// K9, K11), outputs parsing, the exporter response, and layer export with
+// reuse (a layer is compressed once). Layers come from a real snapshotter
+// (the copy driver, so no mount is needed).
+#include "exporter/image_writer.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "image/config.h"
+#include "snapshot/labels.h"
+#include "util/base64.h"
+
+namespace kiln::exporter {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/kiln-exporter-test-XXXXXX";
+    KILN_CHECK(::mkdtemp(tmpl) != nullptr, "mkdtemp");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(path_, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_symlink()) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+    }
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+image::ImageConfig Template(const std::string& json_text) {
+  auto c = image::ParseImageConfig(json_text);
+  KILN_CHECK(c.ok(), c.status().ToString());
+  return *c;
+}
+
+Layer FakeLayer(const std::string& bytes, const std::string& created) {
+  Layer l;
+  l.blob.media_type = "application/vnd.oci.image.layer.v1.tar+gzip";
+  l.blob.digest = util::Sha256Of(bytes);
+  l.blob.size = static_cast<int64_t>(bytes.size());
+  l.diff_id = util::Sha256Of("diff:" + bytes);
+  l.created = created;
+  return l;
+}
+
+class ImageWriterTest : public ::testing::Test {
+ protected:
+  ImageWriterTest() : store_(*content::Store::Open(dir_.path() / "content")) {}
+  TempDir dir_;
+  content::Store store_;
+};
+
+TEST_F(ImageWriterTest, HistoryGetsLayerDatesAndConfigTheLast) {
+  ImageRequest req;
+  req.config = Template(
+      R"({"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]},)"
+      R"("history":[{"created":"2020-01-01T00:00:00Z","created_by":"base"},)"
+      R"({"created_by":"ENV A=1","empty_layer":true},{"created_by":"RUN x # buildkit"},)"
+      R"({"created_by":"CMD y","empty_layer":true}],"x-unknown":{"kept":true}})");
+  req.layers = {FakeLayer("base", ""), FakeLayer("run", "2026-11-23T10:00:00.5Z")};
+  auto img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  const json c = json::parse(img->config_bytes);
+  ASSERT_EQ(c["history"].size(), 4u);
+  EXPECT_EQ(c["history"][0]["created"], "2020-01-01T00:00:00Z");
+  EXPECT_EQ(c["history"][1]["created"], "2020-01-01T00:00:00Z") << "an empty entry takes the date before it";
+  EXPECT_EQ(c["history"][2]["created"], "2026-11-23T10:00:00.5Z") << "a layer's entry its commit time";
+  EXPECT_EQ(c["history"][3]["created"], "2026-11-23T10:00:00.5Z");
+  EXPECT_EQ(c["created"], "2026-11-23T10:00:00.5Z");
+  EXPECT_EQ(c["rootfs"]["diff_ids"][1], req.layers[1].diff_id.str());
+  EXPECT_EQ(c["x-unknown"], json::parse(R"({"kept":true})")) << "unknown members are preserved";
+  // Same request, same bytes: a rebuild from the cache gives the same digest.
+  auto again = WriteImage(store_, req);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->manifest.digest, img->manifest.digest);
+  EXPECT_TRUE(store_.Has(img->manifest.digest));
+  EXPECT_TRUE(store_.Has(img->config.digest));
+}
+
+TEST_F(ImageWriterTest, HistoryIsPaddedOrTrimmedToTheLayers) {
+  ImageRequest req;
+  req.config = Template(R"({"architecture":"amd64","os":"linux","history":[{"created_by":"RUN a"}]})");
+  req.layers = {FakeLayer("1", "2026-01-01T00:00:00Z"), FakeLayer("2", "2026-01-02T00:00:00Z")};
+  auto img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  json c = json::parse(img->config_bytes);
+  ASSERT_EQ(c["history"].size(), 2u) << "one entry per layer";
+  EXPECT_EQ(c["history"][1]["created_by"], "RUN a");
+
+  req.config = Template(
+      R"({"architecture":"amd64","os":"linux","history":[{"created_by":"RUN a"},{"created_by":"RUN b"},{"created_by":"RUN c"}]})");
+  img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok());
+  c = json::parse(img->config_bytes);
+  EXPECT_FALSE(c["history"][0].value("empty_layer", false));
+  EXPECT_FALSE(c["history"][1].value("empty_layer", false));
+  EXPECT_TRUE(c["history"][2].value("empty_layer", false)) << "the extra entry has no layer";
+}
+
+TEST_F(ImageWriterTest, RecordFollowsTheExporterOptions) {
+  buildinfo::BuildInfo record;
+  record.frontend = "dockerfile.v0";
+  record.attrs["build-arg:A"] = "1";
+  buildinfo::Source src;
+  src.type = "docker-image";
+  src.ref = "docker.io/library/busybox:latest";
+  src.pin = "sha256:" + std::string(64, 'a');
+  record.sources.push_back(src);
+  ImageRequest req;
+  req.config = Template(R"({"architecture":"amd64","os":"linux"})");
+  req.record = &record;
+
+  auto img = WriteImage(store_, req);  // defaults: buildinfo=true, buildinfo-attrs=false (K11)
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  json c = json::parse(img->config_bytes);
+  const std::string encoded = c["moby.buildkit.buildinfo.v1"];
+  EXPECT_EQ(*util::Base64Decode(encoded),
+            R"({"frontend":"dockerfile.v0","sources":[{"type":"docker-image","ref":"docker.io/library/busybox:latest","pin":"sha256:)" +
+                std::string(64, 'a') + "\"}]}");
+
+  req.record_options.buildinfo_attrs = true;
+  img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok());
+  c = json::parse(img->config_bytes);
+  EXPECT_NE(util::Base64Decode(c["moby.buildkit.buildinfo.v1"].get<std::string>())->find("build-arg:A"),
+            std::string::npos);
+
+  req.record_options.buildinfo = false;
+  img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok());
+  c = json::parse(img->config_bytes);
+  EXPECT_FALSE(c.contains("moby.buildkit.buildinfo.v1"));
+
+  // The response always carries the full record (R40).
+  auto resp = Response(*img, &record, {"app:1"});
+  ASSERT_TRUE(resp.ok());
+  EXPECT_EQ((*resp)["containerimage.digest"], img->manifest.digest.str());
+  EXPECT_EQ((*resp)["containerimage.config.digest"], img->config.digest.str());
+  EXPECT_EQ((*resp)["image.name"], "app:1");
+  EXPECT_NE(util::Base64Decode((*resp)["containerimage.buildinfo"])->find("build-arg:A"),
+            std::string::npos);
+  const json desc = json::parse(*util::Base64Decode((*resp)["containerimage.descriptor"]));
+  EXPECT_EQ(desc["digest"], img->manifest.digest.str());
+}
+
+TEST(ParseOutputTest, TypesAndErrors) {
+  auto o = ParseOutput("type=oci,dest=out.tar,tar=false");
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->type, "oci");
+  EXPECT_EQ(o->attrs.at("dest"), "out.tar");
+  EXPECT_EQ(o->attrs.at("tar"), "false");
+  auto local = ParseOutput("./dir");
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(local->type, "local");
+  auto bad = ParseOutput("type=oci,dest");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "output \"type=oci,dest\": \"dest\" is not KEY=VALUE");
+  auto notype = ParseOutput("dest=x");
+  ASSERT_FALSE(notype.ok());
+  EXPECT_EQ(notype.status().message(), "output \"dest=x\": no type= given");
+}
+
+TEST(ExportLayersTest, CompressesOnceAndReusesAfterwards) {
+  TempDir dir;
+  auto store = content::Store::Open(dir.path() / "content");
+  ASSERT_TRUE(store.ok());
+  snapshot::Options so;
+  so.force_copy = true;
+  auto snaps = snapshot::Snapshotter::Open(dir.path() / "snapshots", so);
+  ASSERT_TRUE(snaps.ok()) << snaps.status().ToString();
+  std::string parent;
+  for (int i = 0; i < 3; ++i) {
+    auto a = (*snaps)->Prepare(parent);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    std::ofstream(a->path() / ("f" + std::to_string(i))) << std::string(1000 * (i + 1), 'x');
+    auto id = a->Commit({{std::string(snapshot::kLabelCreated), "2026-01-01T00:00:0" + std::to_string(i) + "Z"}});
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    parent = *id;
+  }
+  LayerStats first;
+  auto layers = ExportLayers(**snaps, *store, parent, 2, nullptr, &first);
+  ASSERT_TRUE(layers.ok()) << layers.status().ToString();
+  ASSERT_EQ(layers->size(), 3u);
+  EXPECT_EQ(first.compressed, 3);
+  EXPECT_EQ(first.reused, 0);
+  EXPECT_EQ((*layers)[0].created, "2026-01-01T00:00:00Z") << "bottom first";
+  for (const Layer& l : *layers) EXPECT_TRUE(store->Has(l.blob.digest));
+
+  LayerStats second;
+  auto again = ExportLayers(**snaps, *store, parent, 2, nullptr, &second);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(second.compressed, 0) << "a layer already in the store is never compressed again";
+  EXPECT_EQ(second.reused, 3);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*again)[i].blob.digest, (*layers)[i].blob.digest);
+    EXPECT_EQ((*again)[i].diff_id, (*layers)[i].diff_id);
+  }
+
+  auto none = ExportLayers(**snaps, *store, "", 2, nullptr, nullptr);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+}  // namespace
+}  // namespace kiln::exporter
