@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "buildinfo/exporter.h"
 #include "buildinfo/merge.h"
 #include "buildinfo/walk.h"
+#include "cli/ref_index.h"
 #include "cli/resolver.h"
 #include "content/store.h"
 #include "executor/executor.h"
@@ -555,8 +557,43 @@ Result<std::string> RunPrune(const GlobalOptions& global, const PruneOptions&) {
   }
   std::error_code ec;
   fs::remove_all(global.root / "cache-mounts", ec);
-  return "removed " + std::to_string(records) + " cache records and " + std::to_string(removed) +
-         " snapshots, " + HumanSize(bytes) + "\n";
+
+  // Content blobs: keep what `kiln pull` recorded (and what it reaches), drop
+  // the rest (built layers, configs, manifests, base layers unpacked above).
+  KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
+  KILN_ASSIGN_OR_RETURN(auto pulled, ReadReferences(global.root));
+  std::vector<util::Digest> roots;
+  for (const auto& [name, digest] : pulled) roots.push_back(digest);
+  auto refs = [&store](const util::Digest& blob) -> Result<std::vector<util::Digest>> {
+    std::vector<util::Digest> out;
+    KILN_ASSIGN_OR_RETURN(uint64_t size, store.Size(blob));
+    if (size > (4u << 20)) return out;  // layers are leaves; never read them
+    {
+      KILN_ASSIGN_OR_RETURN(content::BlobReader r, store.OpenReader(blob));
+      char first = 0;
+      KILN_ASSIGN_OR_RETURN(size_t n, r.Read(&first, 1));
+      if (n == 0 || first != '{') return out;
+    }
+    KILN_ASSIGN_OR_RETURN(std::string bytes, store.Read(blob));
+    nlohmann::json doc = nlohmann::json::parse(bytes, nullptr, false);
+    if (!doc.is_object()) return out;
+    auto add = [&out](const nlohmann::json& d) {
+      if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string()) return;
+      Result<util::Digest> dg = util::Digest::Parse(d["digest"].get<std::string>());
+      if (dg.ok()) out.push_back(*dg);
+    };
+    if (doc.contains("config")) add(doc["config"]);
+    for (const char* list : {"layers", "manifests"}) {
+      if (doc.contains(list) && doc[list].is_array()) {
+        for (const auto& d : doc[list]) add(d);
+      }
+    }
+    return out;
+  };
+  KILN_ASSIGN_OR_RETURN(content::GcStats gc, store.Gc(roots, refs));
+  return "removed " + std::to_string(records) + " cache records, " + std::to_string(removed) +
+         " snapshots (" + HumanSize(bytes) + ") and " + std::to_string(gc.blobs_removed) +
+         " content blobs (" + HumanSize(gc.bytes_removed) + ")\n";
 }
 
 }  // namespace kiln::cli
