@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Runs kiln's perftests and the reference figures they are compared with.
-# Usage: bench/run.sh [--no-pull] [BUILD_DIR]   (make bench)
+# Usage: bench/run.sh [--no-pull] [--no-build] [BUILD_DIR]   (make bench)
 #   --no-pull   skip the registry pull benchmark (bench/pull_bench.sh, about a
 #               minute: loopback fixture, 210 MB image, kiln vs skopeo)
+#   --no-build  skip the end-to-end build benchmark (bench/build_bench.py,
+#               10-15 minutes: kiln build vs buildah build, four Dockerfiles)
 set -euo pipefail
 PULL=1
-if [ "${1:-}" = --no-pull ]; then PULL=0; shift; fi
+BUILD=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-pull) PULL=0; shift ;;
+    --no-build) BUILD=0; shift ;;
+    *) break ;;
+  esac
+done
 BUILD_DIR=${1:-build}
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "sha_ni: $(grep -q sha_ni /proc/cpuinfo && echo yes || echo no)"
@@ -25,4 +34,8 @@ echo "== kiln Dockerfile frontend: parse + convert + marshal, 10,000 instruction
 if [ "$PULL" = 1 ]; then
   echo "== kiln pull vs skopeo copy, ~200 MB image from the loopback registry"
   "$(dirname "$0")/pull_bench.sh" "$BUILD_DIR"
+fi
+if [ "$BUILD" = 1 ]; then
+  echo "== kiln build vs buildah build: cold, warm, incremental; four Dockerfiles"
+  python3 "$(dirname "$0")/build_bench.py" "$BUILD_DIR"
 fi
