@@ -886,7 +886,10 @@ Status WriteData(archive* a, std::string_view what, const std::string& name,
 Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSource& source) {
   ArchiveWritePtr a(archive_write_new());
   if (!a) return Status::Internal("archive_write_new failed");
+  // 1 MiB writes (libarchive's default is 10 KiB: 13,000 write calls for a
+  // 130 MB image); the last block is not padded, so the bytes are the same.
   if (archive_write_set_format_pax_restricted(a.get()) != ARCHIVE_OK ||
+      archive_write_set_bytes_per_block(a.get(), 1 << 20) != ARCHIVE_OK ||
       archive_write_set_bytes_in_last_block(a.get(), 1) != ARCHIVE_OK ||
       archive_write_open_fd(a.get(), fd) != ARCHIVE_OK) {
     return WriteError(a.get(), what, "opening");

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <optional>
 #include <mutex>
 #include <thread>
 
@@ -40,6 +43,50 @@ std::string OciLayerType(std::string_view t) {
   return std::string(t);
 }
 
+// A bounded hand-off of byte chunks between two threads.
+class ChunkQueue {
+ public:
+  // Blocks while full; false once the consumer has given up.
+  bool Push(std::string chunk) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return q_.size() < kMax || closed_; });
+    if (closed_) return false;
+    q_.push_back(std::move(chunk));
+    cv_.notify_all();
+    return true;
+  }
+  // Blocks while empty; nullopt at the end.
+  std::optional<std::string> Pop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !q_.empty() || done_ || closed_; });
+    if (q_.empty()) return std::nullopt;
+    std::string c = std::move(q_.front());
+    q_.pop_front();
+    cv_.notify_all();
+    return c;
+  }
+  void Finish() {  // producer: no more chunks
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+    cv_.notify_all();
+  }
+  void Close() {  // consumer: stop the producer
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  static constexpr size_t kMax = 16;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> q_;
+  bool done_ = false, closed_ = false;
+};
+
+// Diff (reading files, building the tar, hashing the diff_id) runs on its
+// own thread; compression and the store write on this one, so the two
+// halves of a layer's export overlap.
 Status CompressLayer(snapshot::Snapshotter& snapshots, const content::Store& store, Layer* layer,
                      LayerStats* stats, std::mutex* mu) {
   KILN_ASSIGN_OR_RETURN(content::Writer writer, store.NewWriter());
@@ -48,10 +95,33 @@ Status CompressLayer(snapshot::Snapshotter& snapshots, const content::Store& sto
       std::unique_ptr<util::Compressor> gz,
       util::NewCompressor(util::Compression::kGzip,
                           [&writer](std::string_view c) { return writer.Write(c); }));
-  KILN_RETURN_IF_ERROR(snapshots.Diff(layer->snapshot, [&](std::string_view chunk) {
-    diff.Update(chunk);
-    return gz->Write(chunk);
-  }));
+  ChunkQueue queue;
+  Status diff_status;
+  std::thread producer([&] {
+    std::string pending;
+    diff_status = snapshots.Diff(layer->snapshot, [&](std::string_view chunk) -> Status {
+      diff.Update(chunk);
+      pending.append(chunk);
+      if (pending.size() >= (1u << 20)) {
+        if (!queue.Push(std::move(pending))) return Status::Cancelled("layer export stopped");
+        pending.clear();
+      }
+      return Status::Ok();
+    });
+    if (diff_status.ok() && !pending.empty()) (void)queue.Push(std::move(pending));
+    queue.Finish();
+  });
+  Status compress_status;
+  while (std::optional<std::string> chunk = queue.Pop()) {
+    compress_status = gz->Write(*chunk);
+    if (!compress_status.ok()) {
+      queue.Close();
+      break;
+    }
+  }
+  producer.join();
+  KILN_RETURN_IF_ERROR(compress_status);
+  KILN_RETURN_IF_ERROR(diff_status);
   KILN_RETURN_IF_ERROR(gz->Finish());
   const uint64_t size = writer.size();
   const uint64_t raw = diff.size();

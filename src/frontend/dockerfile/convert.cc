@@ -317,9 +317,13 @@ Result<BaseState> Converter::ResolveImageBase(const std::string& ref,
                                               const SourceRange& where) {
   Result<image::Reference> parsed = image::ParseNormalizedNamed(ref);
   if (!parsed.ok()) {
-    return Fail(Status::InvalidArgument("invalid image reference \"" + ref +
-                                        "\": " + parsed.status().message()),
-                where);
+    // The parser's message names the reference already.
+    std::string message = parsed.status().message();
+    if (ref.empty() || ref.front() == '/' || ref.find("//") != std::string::npos ||
+        ref.back() == ':') {
+      message += " (is a build argument it uses unset? pass it with --build-arg NAME=VALUE)";
+    }
+    return Fail(Status::InvalidArgument(message), where);
   }
   if (opt_.resolver == nullptr) {
     return Fail(Status::FailedPrecondition("cannot resolve image \"" + ref +
