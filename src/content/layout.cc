@@ -757,11 +757,13 @@ namespace {
 struct Plan {
   std::vector<ExtraFile> top_files;  // oci-layout, index.json and extras, sorted by name
   std::vector<BlobRef> blobs;        // distinct, sorted by digest
+  bool source_verifies = false;      // WriteOptions::source_verifies
 };
 
 Result<Plan> MakePlan(std::string_view index_json, const std::vector<BlobRef>& blobs,
                       const WriteOptions& options) {
   Plan plan;
+  plan.source_verifies = options.source_verifies;
   std::map<Digest, uint64_t> sizes;
   for (const BlobRef& b : blobs) {
     KILN_RETURN_IF_ERROR(CheckSha256(b.digest));
@@ -819,8 +821,29 @@ Result<Plan> MakePlan(std::string_view index_json, const std::vector<BlobRef>& b
   return plan;
 }
 
-// Pulls `blob` from `source` into `out`, checking its size and digest.
-Status CopyBlob(const BlobRef& blob, const BlobSource& source, const ByteSink& out) {
+// Pulls `blob` from `source` into `out`, checking its size and digest (the
+// digest only when the source does not verify what it gives).
+Status CopyBlob(const BlobRef& blob, const BlobSource& source, const ByteSink& out,
+                bool source_verifies) {
+  if (source_verifies) {
+    uint64_t count = 0;
+    Status st = source(blob.digest, [&](std::string_view chunk) -> Status {
+      count += chunk.size();
+      if (count > blob.size) {
+        return Status::DigestMismatch("blob " + blob.digest.str() +
+                                      ": the source gave more than " +
+                                      std::to_string(blob.size) + " bytes, its size");
+      }
+      return out(chunk);
+    });
+    if (!st.ok()) return st.Annotate("writing blob " + blob.digest.str());
+    if (count != blob.size) {
+      return Status::DigestMismatch("blob " + blob.digest.str() + " (" +
+                                    std::to_string(blob.size) + " bytes): the source gave " +
+                                    std::to_string(count) + " bytes");
+    }
+    return Status::Ok();
+  }
   util::Sha256 hash;
   uint64_t count = 0;
   Status st = source(blob.digest, [&](std::string_view chunk) -> Status {
@@ -913,9 +936,10 @@ Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSourc
       KILN_RETURN_IF_ERROR(WriteData(a.get(), what, item.name, item.file->data));
     } else if (item.blob != nullptr) {
       KILN_RETURN_IF_ERROR(WriteHeader(a.get(), what, item.name, false, item.blob->size));
-      KILN_RETURN_IF_ERROR(CopyBlob(*item.blob, source, [&](std::string_view chunk) {
-        return WriteData(a.get(), what, item.name, chunk);
-      }));
+      KILN_RETURN_IF_ERROR(CopyBlob(
+          *item.blob, source,
+          [&](std::string_view chunk) { return WriteData(a.get(), what, item.name, chunk); },
+          plan.source_verifies));
     } else {
       KILN_RETURN_IF_ERROR(WriteHeader(a.get(), what, item.name, true, 0));
     }
@@ -944,8 +968,9 @@ Status FillLayoutDir(const fs::path& dir, const Plan& plan, const BlobSource& so
   for (const BlobRef& b : plan.blobs) {
     const fs::path path = blobs / std::string(b.digest.hex());
     KILN_RETURN_IF_ERROR(WriteNewFile(path, [&](int fd) {
-      return CopyBlob(b, source,
-                      [&](std::string_view chunk) { return internal::WriteAll(fd, chunk, path); });
+      return CopyBlob(
+          b, source, [&](std::string_view chunk) { return internal::WriteAll(fd, chunk, path); },
+          plan.source_verifies);
     }));
   }
   for (const ExtraFile& f : plan.top_files) {

@@ -166,6 +166,10 @@ struct ExtraFile {
 
 struct WriteOptions {
   std::vector<ExtraFile> extra_files;
+  // The source verifies every blob's digest itself (StoreBlobSource: the
+  // store's reader fails a blob that does not hash to its name), so the
+  // writer checks sizes only instead of hashing everything a second time.
+  bool source_verifies = false;
 };
 
 // Writes a complete OCI layout directory at `dir`: oci-layout, `index_json`

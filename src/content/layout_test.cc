@@ -207,6 +207,29 @@ TEST_F(LayoutTest, OciArchiveFromStoreToStore) {
   ExpectImage(*d);
 }
 
+// A store source verifies blobs itself (WriteOptions::source_verifies): the
+// writer then checks sizes only, and a blob corrupted in the store still
+// fails the write.
+TEST_F(LayoutTest, VerifyingSourceStillCatchesACorruptedBlob) {
+  auto store = Store::Open(tmp_.path() / "store");
+  ASSERT_TRUE(store.ok());
+  for (const auto& [digest, bytes] : *image_.blobs) ASSERT_TRUE(store->Put(bytes).ok());
+  WriteOptions opts;
+  opts.source_verifies = true;
+  Status st = WriteOciArchive(tmp_.path() / "ok.tar", image_.index_json, image_.refs,
+                              StoreBlobSource(*store), opts);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  const fs::path config = store->BlobPath(Sha256Of(image_.config));
+  fs::permissions(config, fs::perms::owner_write, fs::perm_options::add);
+  std::string bad = image_.config;
+  bad[0] = bad[0] == 'x' ? 'y' : 'x';
+  std::ofstream(config, std::ios::binary | std::ios::trunc) << bad;
+  st = WriteOciArchive(tmp_.path() / "bad.tar", image_.index_json, image_.refs,
+                       StoreBlobSource(*store), opts);
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch) << st.ToString();
+  EXPECT_FALSE(fs::exists(tmp_.path() / "bad.tar"));
+}
+
 TEST_F(LayoutTest, ReadsGzipCompressedOciArchive) {
   std::vector<test::TarEntry> entries = {
       test::File("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"),

@@ -331,8 +331,12 @@ Status WriteOutput(const content::Store& store, const Output& output, const Writ
     blobs.push_back({l.digest, static_cast<uint64_t>(l.size)});
   }
   const std::filesystem::path dest = dest_it->second;
-  if (tar) return content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store));
-  return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store));
+  content::WriteOptions wo;
+  wo.source_verifies = true;  // the store's reader verifies every blob
+  if (tar) {
+    return content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo);
+  }
+  return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store), wo);
 }
 
 Result<std::map<std::string, std::string>> Response(const WrittenImage& img,

@@ -72,6 +72,10 @@ struct Node {
   std::vector<Edge> inputs;        // Edge::vertex is a node index here
   std::vector<size_t> dependents;  // nodes with this one as an input
 
+  // The vertex ignores the cache, or an input does (transitively): its
+  // result is solved before any vertex above it is looked up in the cache.
+  bool must_run = false;
+
   bool want_key = false;
   bool want_result = false;
 
@@ -185,7 +189,11 @@ Status Run::Build(const std::vector<Vertex>& vertices, const std::vector<Edge>& 
     Node node;
     node.vertex = i;
     node.v = &v;
-    for (const Edge& in : v.inputs) node.inputs.push_back({node_of[in.vertex], in.output});
+    node.must_run = v.ignore_cache;
+    for (const Edge& in : v.inputs) {
+      node.inputs.push_back({node_of[in.vertex], in.output});
+      node.must_run |= nodes_[node_of[in.vertex]].must_run;
+    }
     nodes_.push_back(std::move(node));
   }
   for (size_t n = 0; n < nodes_.size(); ++n) {
@@ -336,6 +344,14 @@ void Run::Advance(size_t n) {
     bool lookup = cache_ != nullptr && node.v->op->cacheable() && !node.v->ignore_cache;
     if (lookup) {
       if (!node.lookup_started) {
+        // An input that must run runs even when this vertex is cached.
+        bool inputs_ran = true;
+        for (const Edge& in : node.inputs) {
+          if (!nodes_[in.vertex].must_run) continue;
+          WantResult(in.vertex);
+          if (!nodes_[in.vertex].outputs) inputs_ran = false;
+        }
+        if (!inputs_ran) return;
         node.lookup_started = true;
         ScheduleLookup(n);
       }

@@ -312,6 +312,26 @@ TEST_F(SolverTest, ContentKeyBesideAPlainInput) {
   EXPECT_EQ(ValueOf(second->refs[0]), 115);
 }
 
+// --no-cache-filter on an earlier stage: a vertex that ignores the cache
+// runs even when a vertex above it is cached (which is then still used).
+TEST_F(SolverTest, IgnoreCacheBelowACachedVertexStillRuns) {
+  auto build = [&](bool ignore) {
+    Graph g(&counters_);
+    size_t a = g.Add("a", 1);
+    g.vertices[a].ignore_cache = ignore;
+    size_t b = g.Add("b", 10, {a});
+    g.Add("c", 100, {b});
+    return g;
+  };
+  auto store = OpenStore();
+  ASSERT_TRUE(Solve(build(false), {{2, 0}}, {}, store).ok());
+  counters_.Reset();
+  auto second = Solve(build(true), {{2, 0}}, {}, store);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(counters_.ran(), (std::set<std::string>{"a"}));
+  EXPECT_EQ(ValueOf(second->refs[0]), 111);
+}
+
 TEST_F(SolverTest, EqualDigestsAreSolvedOnce) {
   Graph g(&counters_);
   size_t a1 = g.Add("a", 1);

@@ -1,6 +1,8 @@
 // The local build context: a directory on the host, filtered by
-// .dockerignore. Files are read in place (never copied into a snapshot);
-// COPY and `RUN --mount=type=bind` read through a LocalContext.
+// .dockerignore. COPY reads files in place through a LocalContext; `RUN
+// --mount=type=bind` of the context mounts a copy of the selected path made
+// the same way (ops/), so ignored files and symlinks out of the context are
+// never visible to a RUN.
 //
 // Checksums. Checksum(patterns) is the content digest of exactly the paths
 // a COPY selects (its sources, wildcards expanded, directories recursively,
