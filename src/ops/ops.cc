@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -60,6 +61,73 @@ std::string ContextPattern(std::string_view src) {
   return src.empty() ? "." : std::string(src);
 }
 
+// `path` ("." or relative) with every symlink resolved inside `root`, as if
+// `root` were "/": the result names no symlink, so the host never follows
+// one (a bind mount of a stage's `/x -> /etc` must not mount the host's
+// /etc). kNotFound when a component does not exist.
+Result<std::string> ResolveInRoot(const util::RootDir& root, const std::string& path) {
+  auto split = [](std::string_view p) {
+    std::vector<std::string> parts;
+    size_t start = 0;
+    while (start <= p.size()) {
+      const size_t slash = std::min(p.find('/', start), p.size());
+      if (slash > start) parts.emplace_back(p.substr(start, slash - start));
+      start = slash + 1;
+    }
+    return parts;
+  };
+  auto join = [](const std::vector<std::string>& parts) {
+    std::string out;
+    for (const std::string& c : parts) out += (out.empty() ? "" : "/") + c;
+    return out;
+  };
+  std::vector<std::string> done;
+  std::vector<std::string> todo = split(path);
+  std::reverse(todo.begin(), todo.end());  // a stack: the next component last
+  int hops = 0;
+  while (!todo.empty()) {
+    const std::string c = std::move(todo.back());
+    todo.pop_back();
+    if (c == ".") continue;
+    if (c == "..") {
+      if (!done.empty()) done.pop_back();
+      continue;
+    }
+    done.push_back(c);
+    KILN_ASSIGN_OR_RETURN(struct stat st, root.Lstat(join(done)));
+    if (!S_ISLNK(st.st_mode)) continue;
+    KILN_ASSIGN_OR_RETURN(std::string target, root.Readlink(join(done)));
+    if (++hops > 40) {
+      return Status::InvalidArgument("too many levels of symbolic links in \"" + path + "\"");
+    }
+    done.pop_back();
+    if (!target.empty() && target.front() == '/') done.clear();
+    std::vector<std::string> parts = split(target);
+    todo.insert(todo.end(), parts.rbegin(), parts.rend());
+  }
+  return done.empty() ? std::string(".") : join(done);
+}
+
+// A context pattern for a cache key, with symlinks resolved the way COPY
+// and bind mounts follow them, so that the key covers the content behind a
+// symlinked source, not the link alone. Wildcard patterns and paths that do
+// not resolve are returned unchanged.
+std::string ResolveInContext(const util::RootDir& root, const std::string& pattern) {
+  if (pattern.find_first_of("*?[\\") != std::string::npos) return pattern;
+  Result<std::string> resolved = ResolveInRoot(root, pattern);
+  return resolved.ok() ? *resolved : pattern;
+}
+
+// The host path to bind for `sel` of a snapshot mounted at `dir`.
+Result<fs::path> BindSource(const fs::path& dir, const std::string& sel) {
+  KILN_ASSIGN_OR_RETURN(util::RootDir root, util::RootDir::Open(dir));
+  Result<std::string> resolved = ResolveInRoot(root, sel);
+  if (!resolved.ok()) {
+    return resolved.status().Annotate("bind mount source \"/" + (sel == "." ? "" : sel) + "\"");
+  }
+  return *resolved == "." ? dir : dir / *resolved;
+}
+
 // A read-only tree an op reads from: a mounted snapshot or a build context.
 struct InputTree {
   std::optional<snapshot::View> view;
@@ -94,6 +162,29 @@ CopySource AsCopySource(const InputTree& t) {
     cs.keep_owner = true;
   }
   return cs;
+}
+
+// Copies `sel` ("." or a relative path) of the build context into the
+// empty directory `dest` as COPY would (.dockerignore applies, symlinks
+// resolve inside the context, owners become 0:0). Returns the path to bind:
+// `dest` for a directory, `dest/<name>` for a file.
+Result<fs::path> CopyContext(const std::shared_ptr<source::LocalContext>& context,
+                             const std::string& sel, const fs::path& dest) {
+  Result<struct stat> st = context->root().Stat(sel);
+  if (!st.ok()) return st.status().Annotate("bind mount of the build context's \"" + sel + "\"");
+  graph::FileCopy all;
+  all.source_input = 0;
+  all.src = sel == "." ? "/" : "/" + sel;
+  all.dest = "/";
+  all.follow_symlinks = true;
+  all.allow_wildcard = false;
+  all.dir_copy_contents = true;
+  InputTree t;
+  t.local = context;
+  KILN_ASSIGN_OR_RETURN(util::RootDir root, util::RootDir::Open(dest));
+  KILN_RETURN_IF_ERROR(ApplyFileActions(root, {all}, {AsCopySource(t)}, FileActionContext{}));
+  if (S_ISDIR(st->st_mode)) return dest;
+  return dest / fs::path(sel).filename();
 }
 
 // ---------------------------------------------------------------- source
@@ -209,7 +300,8 @@ class ExecOpImpl : public solver::Op {
         const auto* local = dynamic_cast<const LocalRef*>(in.get());
         if (!local) return Status::Internal("bind mount of a context without a context");
         std::vector<std::string> patterns;
-        if (selector != ".") patterns.push_back(selector);
+        const std::string resolved = ResolveInContext(local->context()->root(), selector);
+        if (resolved != ".") patterns.push_back(resolved);
         return local->context()->Checksum(patterns);
       };
     }
@@ -233,7 +325,7 @@ class ExecOpImpl : public solver::Op {
     std::vector<InputTree> views;
     views.reserve(op_.mounts.size());
     std::vector<std::pair<int, snapshot::Active>> writable;  // (output, active)
-    std::vector<fs::path> scratch_dirs;
+    std::vector<snapshot::Active> context_copies;            // discarded after the run
     for (size_t i = 1; i < op_.mounts.size(); ++i) {
       const graph::ExecMount& m = op_.mounts[i];
       executor::Mount em;
@@ -248,16 +340,25 @@ class ExecOpImpl : public solver::Op {
             em.source = a.path().string();
             writable.emplace_back(m.output, std::move(a));
           } else if (const auto* local = dynamic_cast<const LocalRef*>(inputs[m.input].get())) {
-            em.source = (local->context()->dir() / (sel == "." ? "" : sel)).string();
+            // The context as COPY sees it: a copy of the selected path, with
+            // .dockerignore applied and symlinks resolved inside the
+            // context. Binding the directory itself would show ignored
+            // files and follow a symlink out of the context to the host.
+            KILN_ASSIGN_OR_RETURN(snapshot::Active a, env_->snapshots->Prepare(""));
+            KILN_ASSIGN_OR_RETURN(fs::path copied, CopyContext(local->context(), sel, a.path()));
+            em.source = copied.string();
             em.readonly = true;
+            context_copies.push_back(std::move(a));
           } else if (!m.readonly) {
             KILN_ASSIGN_OR_RETURN(std::string id, SnapshotOf(inputs[m.input]));
             KILN_ASSIGN_OR_RETURN(snapshot::Active a, env_->snapshots->Prepare(id));
-            em.source = (a.path() / (sel == "." ? "" : sel)).string();
+            KILN_ASSIGN_OR_RETURN(fs::path source, BindSource(a.path(), sel));
+            em.source = source.string();
             writable.emplace_back(m.output, std::move(a));
           } else {
             KILN_ASSIGN_OR_RETURN(InputTree t, OpenInput(env_, inputs[m.input]));
-            em.source = (t.view->path() / (sel == "." ? "" : sel)).string();
+            KILN_ASSIGN_OR_RETURN(fs::path source, BindSource(t.view->path(), sel));
+            em.source = source.string();
             views.push_back(std::move(t));
           }
           break;
@@ -354,7 +455,11 @@ class FileOpImpl : public solver::Op {
       cm.deps[input].content = [pats](Context&, const RefPtr& in) -> Result<util::Digest> {
         const auto* local = dynamic_cast<const LocalRef*>(in.get());
         if (!local) return Status::Internal("copy from a context without a context");
-        return local->context()->Checksum(pats);
+        std::vector<std::string> resolved;
+        for (const std::string& p : pats) {
+          resolved.push_back(ResolveInContext(local->context()->root(), p));
+        }
+        return local->context()->Checksum(resolved);
       };
     }
     return cm;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "build_harness.h"
 #include "fixture.h"
 #include "kiln_process.h"
 #include "oci_image.h"
@@ -24,79 +25,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using kiln::testing::BuildTest;
 using kiln::testing::Describe;
 using kiln::testing::OciImage;
 using kiln::testing::ReadAll;
 using kiln::testing::ReadOciImage;
 using kiln::testing::RunResult;
+using kiln::testing::StepState;
 using kiln::testing::TempDir;
 using kiln::testing::WriteFile;
-
-kiln::fixture::Fixture& SharedFixture() {
-  static kiln::fixture::Fixture* f = [] {
-    auto started = kiln::fixture::Fixture::Start({});
-    KILN_CHECK(started.ok(), started.status().ToString());
-    return new kiln::fixture::Fixture(std::move(*started));
-  }();
-  return *f;
-}
-
-// What the progress output says about the step whose name contains `step`:
-// "CACHED", "DONE", "ERROR" or "" when the step is not shown.
-std::string StepState(const std::string& progress, const std::string& step) {
-  std::istringstream in(progress);
-  std::string line;
-  std::string number;
-  std::string state;
-  while (std::getline(in, line)) {
-    if (number.empty()) {
-      static const std::regex head("^#([0-9]+) (.*)$");
-      std::smatch m;
-      if (std::regex_match(line, m, head) && m[2].str().find(step) != std::string::npos) {
-        number = m[1];
-      }
-      continue;
-    }
-    if (line == "#" + number + " CACHED") return "CACHED";
-    if (line.rfind("#" + number + " DONE", 0) == 0) return "DONE";
-    if (line.rfind("#" + number + " ERROR", 0) == 0) return "ERROR";
-  }
-  return state;
-}
-
-class BuildTest : public ::testing::Test {
- protected:
-  BuildTest() : fixture_(SharedFixture()) {
-    registry_ = fixture_.Get("REGISTRY");
-    http_ = fixture_.Get("HTTP");
-  }
-
-  fs::path root() const { return dir_.path() / "root"; }
-  fs::path ctx() const { return dir_.path() / "ctx"; }
-  fs::path out() const { return dir_.path() / "image.tar"; }
-
-  RunResult Build(std::vector<std::string> extra = {}, kiln::testing::RunOptions ro = {}) {
-    std::vector<std::string> args = {"--root",      root().string(),  "build",
-                                     "--progress",  "plain",          "--build-arg",
-                                     "REGISTRY=" + registry_,         "--build-arg",
-                                     "HTTP=" + http_,                 "-o",
-                                     "type=oci,dest=" + out().string()};
-    args.insert(args.end(), extra.begin(), extra.end());
-    args.push_back(ctx().string());
-    return kiln::testing::Run(KILN_BINARY, args, ro);
-  }
-
-  OciImage Image() {
-    auto img = ReadOciImage(out());
-    KILN_CHECK(img.ok(), img.status().ToString());
-    return std::move(*img);
-  }
-
-  kiln::fixture::Fixture& fixture_;
-  std::string registry_;
-  std::string http_;
-  TempDir dir_{"kiln-build-test"};
-};
 
 TEST_F(BuildTest, EveryInstructionTakesEffectInTheImage) {
   WriteFile(ctx() / "Dockerfile",
