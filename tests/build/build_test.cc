@@ -286,3 +286,29 @@ TEST_F(BuildTest, OciArchiveIsReadBySkopeoAndUmoci) {
 }
 
 }  // namespace
+
+namespace {
+
+// K7: ADD --checksum is enforced before the file is used; the pin is the
+// sha256 of the bytes received either way.
+TEST_F(BuildTest, AddChecksumIsEnforced) {
+  const std::string good = fixture_.Get("HTTP_HELLO_SHA256");
+  const std::string wrong = "sha256:" + std::string(64, '0');
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "ARG HTTP\n"
+            "ARG SUM\n"
+            "ADD --checksum=${SUM} ${HTTP}/hello.txt /hello.txt\n");
+  RunResult ok = Build({"--build-arg", "SUM=" + good});
+  ASSERT_EQ(ok.exit_code, 0) << Describe(ok);
+  EXPECT_FALSE(Image().files["hello.txt"].data.empty());
+
+  RunResult bad = Build({"--build-arg", "SUM=" + wrong});
+  EXPECT_EQ(bad.exit_code, 1) << Describe(bad);
+  EXPECT_NE(bad.err.find(wrong), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find(good), std::string::npos) << "the error names what arrived: " << bad.err;
+  EXPECT_NE(bad.err.find("/hello.txt"), std::string::npos) << bad.err;
+}
+
+}  // namespace
