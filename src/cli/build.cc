@@ -139,8 +139,7 @@ class Progress {
       }
       case solver::Event::Kind::kCompleted: {
         char secs[32];
-        std::snprintf(secs, sizeof secs, "%.1fs",
-                      std::chrono::duration<double>(e.elapsed).count());
+        std::snprintf(secs, sizeof secs, "%.1fs", std::chrono::duration<double>(e.elapsed).count());
         Print("#" + std::to_string(n) + " DONE " + secs + "\n");
         break;
       }
@@ -210,7 +209,8 @@ Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::s
     size_t start = 0;
     for (;;) {
       const size_t comma = spec.find(',', start);
-      const std::string part = spec.substr(start, comma == std::string::npos ? spec.npos : comma - start);
+      const std::string part =
+          spec.substr(start, comma == std::string::npos ? spec.npos : comma - start);
       const size_t eq = part.find('=');
       if (eq == std::string::npos) {
         return Status::InvalidArgument("--secret " + spec + ": \"" + part +
@@ -243,9 +243,15 @@ Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::s
 }
 
 const std::set<std::string, std::less<>>& OciExporterOptions() {
-  static const std::set<std::string, std::less<>> k = {
-      "name", "dest", "tar", "oci-mediatypes", "compression", "compression-level",
-      "force-compression", "buildinfo", "buildinfo-attrs"};
+  static const std::set<std::string, std::less<>> k = {"name",
+                                                       "dest",
+                                                       "tar",
+                                                       "oci-mediatypes",
+                                                       "compression",
+                                                       "compression-level",
+                                                       "force-compression",
+                                                       "buildinfo",
+                                                       "buildinfo-attrs"};
   return k;
 }
 
@@ -295,30 +301,11 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   attrs["filename"] = opt.filename;
   opt.target = options.target;
   if (!options.target.empty()) attrs["target"] = options.target;
-  opt.build_platform = image::DefaultPlatform();
-  opt.target_platform = opt.build_platform;
-  if (!options.platform.empty()) {
-    KILN_ASSIGN_OR_RETURN(image::Platform p, image::ParsePlatform(options.platform));
-    opt.target_platform = image::Normalize(p);
-    attrs["platform"] = options.platform;
-  }
-  for (const std::string& kv : options.build_args) {
-    const size_t eq = kv.find('=');
-    if (eq != std::string::npos) {
-      opt.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
-    } else if (const char* v = std::getenv(kv.c_str())) {
-      opt.build_args[kv] = v;
-    }
-  }
+  KILN_RETURN_IF_ERROR(
+      ApplyFrontendFlags(options.platform, options.build_args, options.build_contexts, &opt));
+  if (!options.platform.empty()) attrs["platform"] = options.platform;
   for (const auto& [k, v] : opt.build_args) attrs["build-arg:" + k] = v;
-  for (const std::string& kv : options.build_contexts) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Status::InvalidArgument("--build-context " + kv + ": expected NAME=VALUE");
-    }
-    opt.named_contexts[kv.substr(0, eq)] = kv.substr(eq + 1);
-    attrs["context:" + kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  for (const auto& [k, v] : opt.named_contexts) attrs["context:" + k] = v;
   opt.no_cache = options.no_cache;
   if (options.no_cache) attrs["no-cache"] = "";
   opt.no_cache_stages = options.no_cache_filter;
@@ -337,8 +324,7 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     record_options.push_back(eo);
     outputs.push_back(std::move(out));
   }
-  KILN_ASSIGN_OR_RETURN(auto secrets,
-                        ParseSecrets(options.secrets));
+  KILN_ASSIGN_OR_RETURN(auto secrets, ParseSecrets(options.secrets));
 
   // Machinery.
   std::optional<util::ScopedMetric> phase;
@@ -436,7 +422,8 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   bi::SourcePins pins;
   if (!converted.root.scratch()) {
     std::string missing;
-    auto report = [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
+    auto report =
+        [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
       const auto* src = std::get_if<graph::SourceOp>(&v->op);
       if (!src || src->identifier.rfind("local://", 0) == 0) return std::nullopt;
       if (std::optional<std::string> pin = plan.pins->Get(src->identifier)) {
@@ -491,8 +478,8 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     }
   }
   if (options.progress != "quiet") {
-    std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-",
-                 stats.compressed, stats.reused);
+    std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-", stats.compressed,
+                 stats.reused);
   }
   return img.manifest.digest.str() + "\n";
 }

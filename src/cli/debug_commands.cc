@@ -46,27 +46,8 @@ Result<std::string> DebugGraph(const GlobalOptions& global, const DebugGraphOpti
   dockerfile::ConvertOptions opt;
   opt.filename = file;
   opt.target = options.target;
-  opt.build_platform = image::DefaultPlatform();
-  opt.target_platform = opt.build_platform;
-  if (!options.platform.empty()) {
-    KILN_ASSIGN_OR_RETURN(image::Platform p, image::ParsePlatform(options.platform));
-    opt.target_platform = image::Normalize(p);
-  }
-  for (const std::string& kv : options.build_args) {
-    const size_t eq = kv.find('=');
-    if (eq != std::string::npos) {
-      opt.build_args[kv.substr(0, eq)] = kv.substr(eq + 1);
-    } else if (const char* v = std::getenv(kv.c_str())) {
-      opt.build_args[kv] = v;
-    }
-  }
-  for (const std::string& kv : options.build_contexts) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Status::InvalidArgument("--build-context " + kv + ": expected NAME=VALUE");
-    }
-    opt.named_contexts[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
+  KILN_RETURN_IF_ERROR(
+      ApplyFrontendFlags(options.platform, options.build_args, options.build_contexts, &opt));
   if (dockerfile::IsGitContext(options.context) || options.context.rfind("http://", 0) == 0 ||
       options.context.rfind("https://", 0) == 0) {
     opt.context = options.context;

@@ -114,18 +114,22 @@ int main(int argc, char** argv) {
   build->add_option("--target", build_opts.target, "Stage to build (default: the last)");
   build->add_option("--platform", build_opts.platform,
                     "Target platform os/arch[/variant] (default: the host's)");
-  build->add_option("--secret", build_opts.secrets,
-                    "Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
+  build
+      ->add_option("--secret", build_opts.secrets,
+                   "Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")
       ->allow_extra_args(false);
   build->add_flag("--no-cache", build_opts.no_cache, "Run every step, ignoring the build cache");
-  build->add_option("--no-cache-filter", build_opts.no_cache_filter,
-                    "Run this stage's steps ignoring the build cache")
+  build
+      ->add_option("--no-cache-filter", build_opts.no_cache_filter,
+                   "Run this stage's steps ignoring the build cache")
       ->allow_extra_args(false);
-  build->add_option("--build-context", build_opts.build_contexts,
-                    "Named context NAME=VALUE (docker-image://REF, a URL)")
+  build
+      ->add_option("--build-context", build_opts.build_contexts,
+                   "Named context NAME=VALUE (docker-image://REF, a URL)")
       ->allow_extra_args(false);
-  build->add_option("-o,--output", build_opts.outputs,
-                    "Output: type=oci,dest=FILE or type=oci,dest=DIR,tar=false")
+  build
+      ->add_option("-o,--output", build_opts.outputs,
+                   "Output: type=oci,dest=FILE or type=oci,dest=DIR,tar=false")
       ->allow_extra_args(false);
   build->add_option("--metadata-file", build_opts.metadata_file,
                     "Write the exporter response (digests, build sources) to this JSON file");

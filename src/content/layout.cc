@@ -830,17 +830,15 @@ Status CopyBlob(const BlobRef& blob, const BlobSource& source, const ByteSink& o
     Status st = source(blob.digest, [&](std::string_view chunk) -> Status {
       count += chunk.size();
       if (count > blob.size) {
-        return Status::DigestMismatch("blob " + blob.digest.str() +
-                                      ": the source gave more than " +
+        return Status::DigestMismatch("blob " + blob.digest.str() + ": the source gave more than " +
                                       std::to_string(blob.size) + " bytes, its size");
       }
       return out(chunk);
     });
     if (!st.ok()) return st.Annotate("writing blob " + blob.digest.str());
     if (count != blob.size) {
-      return Status::DigestMismatch("blob " + blob.digest.str() + " (" +
-                                    std::to_string(blob.size) + " bytes): the source gave " +
-                                    std::to_string(count) + " bytes");
+      return Status::DigestMismatch("blob " + blob.digest.str() + " (" + std::to_string(blob.size) +
+                                    " bytes): the source gave " + std::to_string(count) + " bytes");
     }
     return Status::Ok();
   }

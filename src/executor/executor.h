@@ -40,11 +40,11 @@ enum class Network { kHost, kNone };
 struct Mount {
   enum class Type { kBind, kTmpfs, kSecret };
   Type type = Type::kBind;
-  std::string dest;         // absolute path in the container
-  std::string source;       // kBind: host path
-  bool readonly = false;    // kBind
-  long long tmpfs_size = 0;  // kTmpfs, bytes; 0 = runtime default
-  std::string data;          // kSecret: the secret's bytes (never logged)
+  std::string dest;                        // absolute path in the container
+  std::string source;                      // kBind: host path
+  bool readonly = false;                   // kBind
+  long long tmpfs_size = 0;                // kTmpfs, bytes; 0 = runtime default
+  std::string data;                        // kSecret: the secret's bytes (never logged)
   unsigned uid = 0, gid = 0, mode = 0400;  // kSecret: file owner and mode
 };
 

@@ -4,8 +4,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "image/index.h"
@@ -238,9 +238,9 @@ Result<WrittenImage> WriteImage(const content::Store& store, const ImageRequest&
   }
   if (!date.empty()) config.created = date;
 
-  KILN_ASSIGN_OR_RETURN(std::string config_json,
-                        buildinfo::PatchImageConfig(config.ToJson(), req.record,
-                                                    req.record_options));
+  KILN_ASSIGN_OR_RETURN(
+      std::string config_json,
+      buildinfo::PatchImageConfig(config.ToJson(), req.record, req.record_options));
   WrittenImage out;
   out.config_bytes = config_json;
   KILN_ASSIGN_OR_RETURN(util::Digest config_digest, store.Put(config_json));
@@ -344,8 +344,8 @@ Result<std::map<std::string, std::string>> Response(const WrittenImage& img,
                                                     const std::vector<std::string>& names) {
   std::map<std::string, std::string> r;
   if (record) {
-    KILN_ASSIGN_OR_RETURN(r, buildinfo::ExporterResponse(
-                                 {{std::string(buildinfo::kMetadataKey), *record}}));
+    KILN_ASSIGN_OR_RETURN(
+        r, buildinfo::ExporterResponse({{std::string(buildinfo::kMetadataKey), *record}}));
   }
   r["containerimage.digest"] = img.manifest.digest.str();
   r["containerimage.config.digest"] = img.config.digest.str();

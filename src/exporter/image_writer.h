@@ -79,7 +79,7 @@ Result<WrittenImage> WriteImage(const content::Store& store, const ImageRequest&
 
 // One `-o` output.
 struct Output {
-  std::string type;  // "oci"
+  std::string type;                          // "oci"
   std::map<std::string, std::string> attrs;  // dest, tar, name, buildinfo, buildinfo-attrs, ...
 };
 

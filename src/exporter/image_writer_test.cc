@@ -33,7 +33,8 @@ class TempDir {
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(path_, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink()) fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
+      if (!it->is_symlink())
+        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
     }
     fs::remove_all(path_, ec);
   }
@@ -79,8 +80,10 @@ TEST_F(ImageWriterTest, HistoryGetsLayerDatesAndConfigTheLast) {
   const json c = json::parse(img->config_bytes);
   ASSERT_EQ(c["history"].size(), 4u);
   EXPECT_EQ(c["history"][0]["created"], "2020-01-01T00:00:00Z");
-  EXPECT_EQ(c["history"][1]["created"], "2020-01-01T00:00:00Z") << "an empty entry takes the date before it";
-  EXPECT_EQ(c["history"][2]["created"], "2026-11-23T10:00:00.5Z") << "a layer's entry its commit time";
+  EXPECT_EQ(c["history"][1]["created"], "2020-01-01T00:00:00Z")
+      << "an empty entry takes the date before it";
+  EXPECT_EQ(c["history"][2]["created"], "2026-11-23T10:00:00.5Z")
+      << "a layer's entry its commit time";
   EXPECT_EQ(c["history"][3]["created"], "2026-11-23T10:00:00.5Z");
   EXPECT_EQ(c["created"], "2026-11-23T10:00:00.5Z");
   EXPECT_EQ(c["rootfs"]["diff_ids"][1], req.layers[1].diff_id.str());
@@ -95,7 +98,8 @@ TEST_F(ImageWriterTest, HistoryGetsLayerDatesAndConfigTheLast) {
 
 TEST_F(ImageWriterTest, HistoryIsPaddedOrTrimmedToTheLayers) {
   ImageRequest req;
-  req.config = Template(R"({"architecture":"amd64","os":"linux","history":[{"created_by":"RUN a"}]})");
+  req.config =
+      Template(R"({"architecture":"amd64","os":"linux","history":[{"created_by":"RUN a"}]})");
   req.layers = {FakeLayer("1", "2026-01-01T00:00:00Z"), FakeLayer("2", "2026-01-02T00:00:00Z")};
   auto img = WriteImage(store_, req);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
@@ -130,16 +134,18 @@ TEST_F(ImageWriterTest, RecordFollowsTheExporterOptions) {
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   json c = json::parse(img->config_bytes);
   const std::string encoded = c["moby.buildkit.buildinfo.v1"];
-  EXPECT_EQ(*util::Base64Decode(encoded),
-            R"({"frontend":"dockerfile.v0","sources":[{"type":"docker-image","ref":"docker.io/library/busybox:latest","pin":"sha256:)" +
-                std::string(64, 'a') + "\"}]}");
+  EXPECT_EQ(
+      *util::Base64Decode(encoded),
+      R"({"frontend":"dockerfile.v0","sources":[{"type":"docker-image","ref":"docker.io/library/busybox:latest","pin":"sha256:)" +
+          std::string(64, 'a') + "\"}]}");
 
   req.record_options.buildinfo_attrs = true;
   img = WriteImage(store_, req);
   ASSERT_TRUE(img.ok());
   c = json::parse(img->config_bytes);
-  EXPECT_NE(util::Base64Decode(c["moby.buildkit.buildinfo.v1"].get<std::string>())->find("build-arg:A"),
-            std::string::npos);
+  EXPECT_NE(
+      util::Base64Decode(c["moby.buildkit.buildinfo.v1"].get<std::string>())->find("build-arg:A"),
+      std::string::npos);
 
   req.record_options.buildinfo = false;
   img = WriteImage(store_, req);
@@ -189,7 +195,8 @@ TEST(ExportLayersTest, CompressesOnceAndReusesAfterwards) {
     auto a = (*snaps)->Prepare(parent);
     ASSERT_TRUE(a.ok()) << a.status().ToString();
     std::ofstream(a->path() / ("f" + std::to_string(i))) << std::string(1000 * (i + 1), 'x');
-    auto id = a->Commit({{std::string(snapshot::kLabelCreated), "2026-01-01T00:00:0" + std::to_string(i) + "Z"}});
+    auto id = a->Commit(
+        {{std::string(snapshot::kLabelCreated), "2026-01-01T00:00:0" + std::to_string(i) + "Z"}});
     ASSERT_TRUE(id.ok()) << id.status().ToString();
     parent = *id;
   }

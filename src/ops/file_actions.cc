@@ -37,31 +37,10 @@ namespace {
 using util::RootDir;
 using util::UniqueFd;
 
-std::string ErrnoText(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
-  return s;
-}
-
-StatusCode CodeFor(int err) {
-  switch (err) {
-    case ENOENT:
-      return StatusCode::kNotFound;
-    case EEXIST:
-      return StatusCode::kAlreadyExists;
-    case ENOTDIR:
-    case EISDIR:
-    case ELOOP:
-    case ENOTEMPTY:
-      return StatusCode::kFailedPrecondition;
-    default:
-      return StatusCode::kIOError;
-  }
-}
-
 // "<what> /<path>: <errno text>".
 Status Errno(std::string_view what, std::string_view path, int err) {
-  return Status(CodeFor(err), std::string(what) + " /" + std::string(path) + ": " + ErrnoText(err));
+  return Status(CodeForErrno(err),
+                std::string(what) + " /" + std::string(path) + ": " + ErrnoText(err));
 }
 
 std::string Join(const std::string& a, const std::string& b) {
@@ -877,7 +856,7 @@ Status DoMkdir(const RootDir& dest, const graph::FileMkdir& m, const FileActionC
       return Status::Ok();
     }
     if (err == EEXIST) return Status::FailedPrecondition(what + ": a non-directory is in the way");
-    return Status(CodeFor(err), what + ": " + ErrnoText(err));
+    return Status(CodeForErrno(err), what + ": " + ErrnoText(err));
   }
   if (uid >= 0 && ::fchownat(parent->get(), name.c_str(), static_cast<uid_t>(uid),
                              static_cast<gid_t>(gid), AT_SYMLINK_NOFOLLOW) != 0) {

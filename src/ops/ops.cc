@@ -1,8 +1,8 @@
 #include "ops/ops.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +32,8 @@ using solver::RefPtr;
 
 std::string NowRfc3339() {
   const auto now = std::chrono::system_clock::now();
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now.time_since_epoch()).count();
   const time_t secs = static_cast<time_t>(ns / 1000000000);
   struct tm tm;
   gmtime_r(&secs, &tm);
@@ -192,7 +193,10 @@ Result<fs::path> CopyContext(const std::shared_ptr<source::LocalContext>& contex
 class SourceOpImpl : public solver::Op {
  public:
   SourceOpImpl(Environment* env, graph::VertexPtr v, std::shared_ptr<PinTable> pins)
-      : env_(env), v_(std::move(v)), op_(std::get<graph::SourceOp>(v_->op)), pins_(std::move(pins)) {}
+      : env_(env),
+        v_(std::move(v)),
+        op_(std::get<graph::SourceOp>(v_->op)),
+        pins_(std::move(pins)) {}
 
   bool cacheable() const override { return !StartsWith(op_.identifier, "local://"); }
 
@@ -365,7 +369,8 @@ class ExecOpImpl : public solver::Op {
         }
         case graph::MountType::kCache: {
           em.type = executor::Mount::Type::kBind;
-          const std::string key = std::string(util::Sha256Of(m.cache_id.empty() ? m.dest : m.cache_id).hex());
+          const std::string key =
+              std::string(util::Sha256Of(m.cache_id.empty() ? m.dest : m.cache_id).hex());
           fs::path dir = env_->cache_mounts_dir / key.substr(0, 32);
           std::error_code ec;
           fs::create_directories(dir, ec);
@@ -382,8 +387,8 @@ class ExecOpImpl : public solver::Op {
           if (it == env_->secrets.end()) {
             if (m.optional) continue;
             return Status::NotFound("secret \"" + m.secret_id +
-                                    "\" was not provided: pass it with --secret id=" +
-                                    m.secret_id + ",src=FILE");
+                                    "\" was not provided: pass it with --secret id=" + m.secret_id +
+                                    ",src=FILE");
           }
           em.type = executor::Mount::Type::kSecret;
           em.data = it->second;

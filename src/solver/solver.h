@@ -99,9 +99,9 @@ struct Vertex {
 struct Event {
   enum class Kind { kStarted, kCached, kLog, kCompleted, kError };
   Kind kind;
-  size_t vertex;     // index in the Solve list
-  std::string name;  // the vertex's name
-  std::string data;  // kLog: the chunk; kError: the message
+  size_t vertex;                                  // index in the Solve list
+  std::string name;                               // the vertex's name
+  std::string data;                               // kLog: the chunk; kError: the message
   std::chrono::steady_clock::duration elapsed{};  // kCompleted / kError
 };
 

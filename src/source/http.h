@@ -29,9 +29,9 @@ struct HttpFetchOptions {
 };
 
 struct HttpFile {
-  util::Digest digest;   // sha256 of the body: the pin
+  util::Digest digest;  // sha256 of the body: the pin
   uint64_t size = 0;
-  std::string filename;  // from the URL or Content-Disposition
+  std::string filename;            // from the URL or Content-Disposition
   int64_t last_modified_unix = 0;  // 0 when the server sent none
 };
 

@@ -52,7 +52,9 @@ Result<PulledImage> ImageSource::Pull(const std::string& ref, const image::Platf
       continue;
     }
     KILN_ASSIGN_OR_RETURN(content::BlobReader reader, store_.OpenReader(layer.digest));
-    util::ByteSource compressed = [&reader](char* buf, size_t cap) { return reader.Read(buf, cap); };
+    util::ByteSource compressed = [&reader](char* buf, size_t cap) {
+      return reader.Read(buf, cap);
+    };
     util::ByteSource plain = util::Decompress(compressed);
     util::Sha256 hash;
     util::ByteSource hashed = [&](char* buf, size_t cap) -> Result<size_t> {
@@ -82,9 +84,8 @@ Result<PulledImage> ImageSource::Pull(const std::string& ref, const image::Platf
       if (got != diff_ids[i]) {
         (void)snapshots_->Remove(*applied);
         return Status(StatusCode::kDigestMismatch,
-                      "image " + ref + ": layer " + layer.digest.str() +
-                          " uncompresses to " + got.str() + " but the config says " +
-                          diff_ids[i].str());
+                      "image " + ref + ": layer " + layer.digest.str() + " uncompresses to " +
+                          got.str() + " but the config says " + diff_ids[i].str());
       }
       ++out.layers_unpacked;
     }

@@ -32,9 +32,10 @@
 namespace kiln::source {
 
 struct LocalOptions {
-  std::filesystem::path dir;          // the context directory
-  std::filesystem::path index_dir;    // ROOT/contexts; "" = no persistent index
-  IgnoreMatcher excludes;             // from .dockerignore (and the Dockerfile is never excluded from reads by the frontend)
+  std::filesystem::path dir;        // the context directory
+  std::filesystem::path index_dir;  // ROOT/contexts; "" = no persistent index
+  IgnoreMatcher excludes;  // from .dockerignore (and the Dockerfile is never excluded from reads by
+                           // the frontend)
   std::vector<std::string> include_patterns;  // "" = everything (local.includepattern)
 };
 

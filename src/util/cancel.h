@@ -7,12 +7,12 @@
 // thread that registers them), outside the internal lock.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <atomic>
 
 #include "util/status.h"
 

@@ -29,7 +29,8 @@ class Compressor {
 };
 
 // `level` 0 = the library's fast default chosen for layers.
-Result<std::unique_ptr<Compressor>> NewCompressor(Compression c, ByteSink downstream, int level = 0);
+Result<std::unique_ptr<Compressor>> NewCompressor(Compression c, ByteSink downstream,
+                                                  int level = 0);
 
 // Reads `upstream`, detects gzip/zstd/plain from its first bytes and returns
 // the decompressed stream. Corrupt input is kInvalidArgument.

@@ -31,7 +31,8 @@ std::string MetricsReport() {
     char line[160];
     const double total = static_cast<double>(m->nanos()) / 1e6;
     std::snprintf(line, sizeof line, "%-30s %6lld %10.1f %10.2f\n", m->name(),
-                  static_cast<long long>(m->count()), total, total / static_cast<double>(m->count()));
+                  static_cast<long long>(m->count()), total,
+                  total / static_cast<double>(m->count()));
     out += line;
   }
   return out;

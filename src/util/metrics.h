@@ -51,7 +51,7 @@ std::string MetricsReport();
 #define KILN_METRIC_CONCAT_(a, b) a##b
 #define KILN_METRIC_NAME_(a, b) KILN_METRIC_CONCAT_(a, b)
 // Times the rest of the enclosing scope under `name` (a string literal).
-#define KILN_METRIC(name)                                                          \
-  static ::kiln::util::Metric KILN_METRIC_NAME_(kiln_metric_, __LINE__)(name);     \
-  ::kiln::util::ScopedMetric KILN_METRIC_NAME_(kiln_metric_scope_, __LINE__)(      \
-      &KILN_METRIC_NAME_(kiln_metric_, __LINE__))
+#define KILN_METRIC(name)                                                      \
+  static ::kiln::util::Metric KILN_METRIC_NAME_(kiln_metric_, __LINE__)(name); \
+  ::kiln::util::ScopedMetric KILN_METRIC_NAME_(                                \
+      kiln_metric_scope_, __LINE__)(&KILN_METRIC_NAME_(kiln_metric_, __LINE__))

@@ -14,32 +14,6 @@
 namespace kiln::util {
 namespace {
 
-// strerror in Go's style: "no such file or directory".
-std::string ErrnoText(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
-  return s;
-}
-
-StatusCode CodeForErrno(int err) {
-  switch (err) {
-    case ENOENT:
-      return StatusCode::kNotFound;
-    case EEXIST:
-      return StatusCode::kAlreadyExists;
-    case ENOTDIR:
-    case EISDIR:
-    case ELOOP:
-    case ENOTEMPTY:
-    case EXDEV:
-      return StatusCode::kFailedPrecondition;
-    case EINVAL:
-      return StatusCode::kInvalidArgument;
-    default:
-      return StatusCode::kIOError;
-  }
-}
-
 // "<op> /<path> in <root>: <errno text>".
 Status PathError(std::string_view op, std::string_view clean, const std::filesystem::path& root,
                  int err) {

@@ -1,5 +1,8 @@
 #include "util/status.h"
 
+#include <cerrno>
+#include <cstring>
+
 namespace kiln {
 
 std::string_view StatusCodeName(StatusCode code) {
@@ -48,6 +51,31 @@ void CheckFailed(const char* file, int line, const char* cond, std::string_view 
   std::fprintf(stderr, "kiln: internal check failed at %s:%d: %s: %.*s\n", file, line, cond,
                static_cast<int>(msg.size()), msg.data());
   std::abort();
+}
+
+std::string ErrnoText(int err) {
+  std::string s = std::strerror(err);
+  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
+  return s;
+}
+
+StatusCode CodeForErrno(int err) {
+  switch (err) {
+    case ENOENT:
+      return StatusCode::kNotFound;
+    case EEXIST:
+      return StatusCode::kAlreadyExists;
+    case ENOTDIR:
+    case EISDIR:
+    case ELOOP:
+    case ENOTEMPTY:
+    case EXDEV:
+      return StatusCode::kFailedPrecondition;
+    case EINVAL:
+      return StatusCode::kInvalidArgument;
+    default:
+      return StatusCode::kIOError;
+  }
 }
 
 }  // namespace kiln

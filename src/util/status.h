@@ -87,6 +87,13 @@ class [[nodiscard]] Status {
   int exit_code_ = 0;
 };
 
+// strerror in Go's style, lower-case first letter: "no such file or directory".
+std::string ErrnoText(int err);
+// The code callers branch on for an errno: ENOENT kNotFound, EEXIST
+// kAlreadyExists, ENOTDIR/EISDIR/ELOOP/ENOTEMPTY/EXDEV kFailedPrecondition,
+// EINVAL kInvalidArgument, anything else kIOError.
+StatusCode CodeForErrno(int err);
+
 // Aborts with a message: for broken invariants only, never for bad input.
 [[noreturn]] void CheckFailed(const char* file, int line, const char* cond, std::string_view msg);
 

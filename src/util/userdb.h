@@ -28,6 +28,7 @@ struct Identity {
 // `spec` is "user[:group]"; "" is root. Missing files count as empty.
 Result<Identity> ResolveUser(const RootDir& root, std::string_view spec);
 // The same from file contents (for tests and callers holding the files).
-Result<Identity> ResolveUserFrom(std::string_view passwd, std::string_view group, std::string_view spec);
+Result<Identity> ResolveUserFrom(std::string_view passwd, std::string_view group,
+                                 std::string_view spec);
 
 }  // namespace kiln::util

@@ -193,8 +193,7 @@ TEST_F(BuildTest, SecretsReachNeitherLayersNorRecord) {
                        "--metadata-file", (dir_.path() / "meta.json").string()});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   OciImage img = Image();
-  EXPECT_EQ(img.files["used"].data,
-            std::string(kiln::util::Sha256Of(secret).hex()) + "\n")
+  EXPECT_EQ(img.files["used"].data, std::string(kiln::util::Sha256Of(secret).hex()) + "\n")
       << "the secret was readable at /run/secrets/tok";
   EXPECT_EQ(img.files.count("run/secrets/tok"), 0u);
   EXPECT_EQ(img.files.count("run/secrets"), 0u) << "no mount stub left behind";
@@ -236,14 +235,17 @@ TEST_F(BuildTest, RecordOfImagesAndHttpFilesIsExact) {
 
   const std::string sources =
       "\"sources\":["
-      "{\"type\":\"docker-image\",\"ref\":\"" + registry_ + "/busybox-docker:latest\",\"pin\":\"" +
-      fixture_.Get("BUSYBOX_DOCKER_DIGEST") + "\"},"
-      "{\"type\":\"docker-image\",\"ref\":\"" + registry_ + "/busybox:latest\",\"pin\":\"" +
-      fixture_.Get("BUSYBOX_DIGEST") + "\"},"
-      "{\"type\":\"http\",\"ref\":\"" + http_ + "/data.bin\",\"pin\":\"" +
-      fixture_.Get("HTTP_DATA_SHA256") + "\"},"
-      "{\"type\":\"http\",\"ref\":\"" + http_ + "/hello.txt\",\"pin\":\"" +
-      fixture_.Get("HTTP_HELLO_SHA256") + "\"}]";
+      "{\"type\":\"docker-image\",\"ref\":\"" +
+      registry_ + "/busybox-docker:latest\",\"pin\":\"" + fixture_.Get("BUSYBOX_DOCKER_DIGEST") +
+      "\"},"
+      "{\"type\":\"docker-image\",\"ref\":\"" +
+      registry_ + "/busybox:latest\",\"pin\":\"" + fixture_.Get("BUSYBOX_DIGEST") +
+      "\"},"
+      "{\"type\":\"http\",\"ref\":\"" +
+      http_ + "/data.bin\",\"pin\":\"" + fixture_.Get("HTTP_DATA_SHA256") +
+      "\"},"
+      "{\"type\":\"http\",\"ref\":\"" +
+      http_ + "/hello.txt\",\"pin\":\"" + fixture_.Get("HTTP_HELLO_SHA256") + "\"}]";
   // In the config: no attrs (buildinfo-attrs defaults to false, K9/K11).
   const std::string in_config = "{\"frontend\":\"dockerfile.v0\"," + sources + "}";
   // In the response and the metadata file: the full record (R40, K13).
@@ -269,14 +271,16 @@ TEST_F(BuildTest, OciArchiveIsReadBySkopeoAndUmoci) {
             "RUN echo made-by-kiln > /made\n");
   RunResult r = Build({"-t", "kiln-test/umoci:v1"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
-  RunResult skopeo = kiln::testing::Run("/usr/bin/skopeo", {"inspect", "oci-archive:" + out().string()});
+  RunResult skopeo =
+      kiln::testing::Run("/usr/bin/skopeo", {"inspect", "oci-archive:" + out().string()});
   ASSERT_EQ(skopeo.exit_code, 0) << Describe(skopeo);
-  EXPECT_NE(skopeo.out.find("\"Digest\": \"" + r.out.substr(0, r.out.size() - 1)), std::string::npos)
+  EXPECT_NE(skopeo.out.find("\"Digest\": \"" + r.out.substr(0, r.out.size() - 1)),
+            std::string::npos)
       << skopeo.out;
 
   const fs::path layout = dir_.path() / "layout";
-  RunResult dir_build = Build({"-t", "kiln-test/umoci:v1", "-o",
-                               "type=oci,dest=" + layout.string() + ",tar=false"});
+  RunResult dir_build =
+      Build({"-t", "kiln-test/umoci:v1", "-o", "type=oci,dest=" + layout.string() + ",tar=false"});
   ASSERT_EQ(dir_build.exit_code, 0) << Describe(dir_build);
   const fs::path bundle = dir_.path() / "bundle";
   RunResult umoci = kiln::testing::Run(

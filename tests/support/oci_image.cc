@@ -53,9 +53,8 @@ std::string Clean(std::string p) {
 
 Result<std::vector<std::string>> TarPaths(const std::string& tar) {
   std::vector<std::string> out;
-  Status st = ForEachEntry(tar, [&](archive_entry* e, const std::string&) {
-    out.push_back(archive_entry_pathname(e));
-  });
+  Status st = ForEachEntry(
+      tar, [&](archive_entry* e, const std::string&) { out.push_back(archive_entry_pathname(e)); });
   if (!st.ok()) return st;
   return out;
 }
@@ -148,12 +147,26 @@ Result<OciImage> ReadOciImage(const fs::path& path) {
         }
       } else {
         switch (archive_entry_filetype(en)) {
-          case AE_IFDIR: f.type = 'd'; break;
-          case AE_IFLNK: f.type = 'l'; f.data = archive_entry_symlink(en); break;
-          case AE_IFCHR: f.type = 'c'; break;
-          case AE_IFBLK: f.type = 'b'; break;
-          case AE_IFIFO: f.type = 'p'; break;
-          default: f.type = 'f'; f.data = data; break;
+          case AE_IFDIR:
+            f.type = 'd';
+            break;
+          case AE_IFLNK:
+            f.type = 'l';
+            f.data = archive_entry_symlink(en);
+            break;
+          case AE_IFCHR:
+            f.type = 'c';
+            break;
+          case AE_IFBLK:
+            f.type = 'b';
+            break;
+          case AE_IFIFO:
+            f.type = 'p';
+            break;
+          default:
+            f.type = 'f';
+            f.data = data;
+            break;
         }
       }
       if (f.type != 'd') {

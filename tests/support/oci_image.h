@@ -27,8 +27,8 @@ struct OciImage {
   std::string manifest_digest;
   std::string config_json;
   std::vector<std::string> layer_digests;
-  std::vector<std::string> layer_tars;  // uncompressed
-  std::map<std::string, FsEntry> files;  // path without leading "/", after all layers
+  std::vector<std::string> layer_tars;       // uncompressed
+  std::map<std::string, FsEntry> files;      // path without leading "/", after all layers
   std::map<std::string, std::string> blobs;  // every blob file, by "sha256:<hex>"
 };
 

@@ -561,8 +561,8 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
   }
 
   std::string shown = c.original;
-  graph::VertexPtr v =
-      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + shown, c.location));
+  graph::VertexPtr v = graph::MakeVertex(std::move(op), std::move(inputs),
+                                         Constraint(s, prefix + " " + shown, c.location));
   s.fs = graph::Output{v, 0};
 
   // History: RUN |N K=V ... args (BuildKit's runCommandString).
@@ -694,8 +694,8 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
     }
   }
 
-  graph::VertexPtr v =
-      graph::MakeVertex(std::move(op), std::move(inputs), Constraint(s, prefix + " " + c.original, c.location));
+  graph::VertexPtr v = graph::MakeVertex(std::move(op), std::move(inputs),
+                                         Constraint(s, prefix + " " + c.original, c.location));
   graph::Output copied{v, 0};
   if (c.link && !s.fs.scratch()) {
     s.fs = graph::Output{graph::MakeVertex(graph::MergeOp{}, {s.fs, copied}, Constraint(s, "")), 0};
@@ -820,9 +820,10 @@ Status Converter::Dispatch(StageState& s, Command& cmd, const std::string& prefi
           mk.path = wd;
           mk.owner = ParseOwner(cfg.user);
           op.actions.push_back(std::move(mk));
-          s.fs = graph::Output{graph::MakeVertex(std::move(op), std::move(inputs),
-                                                 Constraint(s, prefix + " " + c.original, c.location)),
-                               0};
+          s.fs =
+              graph::Output{graph::MakeVertex(std::move(op), std::move(inputs),
+                                              Constraint(s, prefix + " " + c.original, c.location)),
+                            0};
           History(s, "WORKDIR " + wd, true);
         } else if constexpr (std::is_same_v<T, CmdCommand>) {
           std::vector<std::string> args = c.cmd.args;
