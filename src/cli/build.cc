@@ -465,7 +465,8 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     exporter::ImageRequest r = req;
     r.record_options = record_options[i];
     KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
-    KILN_RETURN_IF_ERROR(exporter::WriteOutput(store, outputs[i], written, options.tags));
+    KILN_RETURN_IF_ERROR(exporter::WriteOutput(store, outputs[i], written, options.tags,
+                                               global.root / "outputs"));
     if (i == 0) img = written;
   }
   KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(img, &record, options.tags));

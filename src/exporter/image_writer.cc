@@ -1,9 +1,12 @@
 #include "exporter/image_writer.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -28,6 +31,16 @@ std::vector<std::string> SplitComma(std::string_view s) {
     if (comma == std::string_view::npos) return out;
     start = comma + 1;
   }
+}
+
+// "size mtime_ns inode" of a regular file, nullopt when it is not one.
+std::optional<std::string> FileStamp(const std::filesystem::path& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return std::to_string(st.st_size) + " " +
+         std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL +
+                        st.st_mtim.tv_nsec) +
+         " " + std::to_string(st.st_ino);
 }
 
 std::string Label(const snapshot::Info& info, std::string_view key) {
@@ -291,7 +304,9 @@ Result<Output> ParseOutput(std::string_view spec) {
 }
 
 Status WriteOutput(const content::Store& store, const Output& output, const WrittenImage& img,
-                   const std::vector<std::string>& names) {
+                   const std::vector<std::string>& names, const std::filesystem::path& state_dir,
+                   bool* skipped) {
+  if (skipped) *skipped = false;
   if (output.type != "oci") {
     return Status::Unimplemented("output type \"" + output.type +
                                  "\" is not supported yet (supported: type=oci)");
@@ -333,10 +348,46 @@ Status WriteOutput(const content::Store& store, const Output& output, const Writ
   const std::filesystem::path dest = dest_it->second;
   content::WriteOptions wo;
   wo.source_verifies = true;  // the store's reader verifies every blob
-  if (tar) {
-    return content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo);
+  if (!tar) {
+    return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store), wo);
   }
-  return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store), wo);
+  std::string identity = "kiln-oci-archive-v1\n" + index_json + "\n";
+  for (const content::BlobRef& b : blobs) {
+    identity += b.digest.str() + " " + std::to_string(b.size) + "\n";
+  }
+  const std::string id = util::Sha256Of(identity).str();
+  std::filesystem::path record;
+  if (!state_dir.empty()) {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(dest, ec);
+    record = state_dir / std::string(util::Sha256Of(abs.string()).hex());
+    if (std::optional<std::string> stamp = FileStamp(dest)) {
+      std::ifstream in(record);
+      std::string got_id, got_stamp;
+      if (std::getline(in, got_id) && std::getline(in, got_stamp) && got_id == id &&
+          got_stamp == *stamp) {
+        if (skipped) *skipped = true;
+        return Status::Ok();
+      }
+    }
+  }
+  KILN_RETURN_IF_ERROR(
+      content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo));
+  if (!record.empty()) {
+    // Best effort: without the record the next build writes the file again.
+    std::optional<std::string> stamp = FileStamp(dest);
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (stamp && !ec) {
+      const std::filesystem::path temp = record.string() + ".tmp";
+      {
+        std::ofstream out(temp, std::ios::trunc);
+        out << id << "\n" << *stamp << "\n";
+      }
+      std::filesystem::rename(temp, record, ec);
+    }
+  }
+  return Status::Ok();
 }
 
 Result<std::map<std::string, std::string>> Response(const WrittenImage& img,

@@ -89,8 +89,16 @@ Result<Output> ParseOutput(std::string_view spec);
 
 // Writes `image` to the output's destination. `name` (from -t or
 // name=...) becomes the index annotations of an OCI output.
+//
+// With a `state_dir` (ROOT/outputs), an OCI archive whose content would be
+// exactly what an earlier build wrote there is not written again: each
+// write records, per destination, the identity of the content (the index
+// and every blob's digest and size) and the file's stamp (size, mtime,
+// inode); when both still match, the file is left as it is (as make trusts
+// a target's stamp). `*skipped` (when non-null) says so.
 Status WriteOutput(const content::Store& store, const Output& output, const WrittenImage& image,
-                   const std::vector<std::string>& names);
+                   const std::vector<std::string>& names,
+                   const std::filesystem::path& state_dir = {}, bool* skipped = nullptr);
 
 // The exporter response: containerimage.digest, containerimage.config.digest,
 // containerimage.descriptor (base64 JSON), image.name when named, and

@@ -165,6 +165,40 @@ TEST_F(ImageWriterTest, RecordFollowsTheExporterOptions) {
   EXPECT_EQ(desc["digest"], img->manifest.digest.str());
 }
 
+TEST_F(ImageWriterTest, AnUnchangedArchiveIsNotWrittenAgain) {
+  ImageRequest req;
+  req.config = Template(R"({"architecture":"amd64","os":"linux"})");
+  auto img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  auto out = ParseOutput("type=oci,dest=" + (dir_.path() / "image.tar").string());
+  ASSERT_TRUE(out.ok());
+  const fs::path state = dir_.path() / "outputs";
+  bool skipped = true;
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {}, state, &skipped).ok());
+  EXPECT_FALSE(skipped);
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {}, state, &skipped).ok());
+  EXPECT_TRUE(skipped) << "same content, same file: nothing to write";
+
+  // Other content (a name annotation): written again.
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
+  EXPECT_FALSE(skipped);
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
+  EXPECT_TRUE(skipped);
+
+  // The file touched (or replaced) since: written again.
+  std::ofstream(dir_.path() / "image.tar", std::ios::app) << "x";
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
+  EXPECT_FALSE(skipped);
+  fs::remove(dir_.path() / "image.tar");
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
+  EXPECT_FALSE(skipped);
+  EXPECT_TRUE(fs::exists(dir_.path() / "image.tar"));
+
+  // Without a state dir every call writes.
+  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, {}, &skipped).ok());
+  EXPECT_FALSE(skipped);
+}
+
 TEST(ParseOutputTest, TypesAndErrors) {
   auto o = ParseOutput("type=oci,dest=out.tar,tar=false");
   ASSERT_TRUE(o.ok());
