@@ -460,16 +460,21 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   req.layers = layers;
   req.record = &record;
   req.record_options = record_options.empty() ? bi::ExportOptions{} : record_options.front();
-  KILN_ASSIGN_OR_RETURN(exporter::WrittenImage img, exporter::WriteImage(store, req));
+  // One image per output (its record options may differ); the first, or the
+  // image alone when there is no output, is the one the response describes.
+  std::optional<exporter::WrittenImage> img;
   for (size_t i = 0; i < outputs.size(); ++i) {
     exporter::ImageRequest r = req;
     r.record_options = record_options[i];
     KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
-    KILN_RETURN_IF_ERROR(exporter::WriteOutput(store, outputs[i], written, options.tags,
-                                               global.root / "outputs"));
-    if (i == 0) img = written;
+    KILN_RETURN_IF_ERROR(
+        exporter::WriteOutput(store, outputs[i], written, options.tags, global.root / "outputs"));
+    if (!img) img = std::move(written);
   }
-  KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(img, &record, options.tags));
+  if (!img) {
+    KILN_ASSIGN_OR_RETURN(img, exporter::WriteImage(store, req));
+  }
+  KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(*img, &record, options.tags));
   phase.reset();
   if (!options.metadata_file.empty()) {
     const std::string text = bi::MetadataFileContent(response);
@@ -482,7 +487,7 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-", stats.compressed,
                  stats.reused);
   }
-  return img.manifest.digest.str() + "\n";
+  return img->manifest.digest.str() + "\n";
 }
 
 Result<std::string> RunDu(const GlobalOptions& global) {

@@ -24,11 +24,13 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "snapshot/internal.h"
 
@@ -59,11 +61,18 @@ Status ValidId(std::string_view id) {
   return Status::Ok();
 }
 
+// EBUSY is retried for up to ~2 s: a process this one forks (an OCI runtime
+// for a parallel step) briefly holds whatever descriptors were open at the
+// fork until it execs, which may include one inside this mount.
 Status Unmount(const fs::path& target) {
-  for (int i = 0; i < 3; ++i) {
+  int delay_ms = 1;
+  for (int waited_ms = 0;;) {
     if (::umount2(target.c_str(), 0) == 0) return Status::Ok();
     if (errno == EINVAL || errno == ENOENT) return Status::Ok();  // not mounted
-    if (errno != EBUSY) break;
+    if (errno != EBUSY || waited_ms >= 2000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    waited_ms += delay_ms;
+    delay_ms = std::min(delay_ms * 2, 100);
   }
   if (errno == EBUSY) {
     return Status::FailedPrecondition("cannot unmount " + target.string() +

@@ -69,6 +69,19 @@ class BuildTest : public ::testing::Test {
   std::filesystem::path ctx() const { return dir_.path() / "ctx"; }
   std::filesystem::path out() const { return dir_.path() / "image.tar"; }
 
+  // The context files of the every-instruction builds: src/a.txt,
+  // src/sub/b.txt, owned.txt and archive.tar.gz (holding inner.txt).
+  void WriteInstructionContext() {
+    WriteFile(ctx() / "src" / "a.txt", "a\n");
+    WriteFile(ctx() / "src" / "sub" / "b.txt", "b\n");
+    WriteFile(ctx() / "owned.txt", "mine\n");
+    WriteFile(dir_.path() / "arc" / "inner.txt", "from the archive\n");
+    ASSERT_EQ(std::system(("tar -C " + (dir_.path() / "arc").string() + " -czf " +
+                           (ctx() / "archive.tar.gz").string() + " inner.txt")
+                              .c_str()),
+              0);
+  }
+
   RunResult Build(std::vector<std::string> extra = {}, RunOptions ro = {}) {
     std::vector<std::string> args = {"--root",
                                      root().string(),

@@ -532,14 +532,8 @@ TEST_F(CopySnapshotterTest, EveryInstructionTakesEffectWithTheCopyDriver) {
             "rm -r /app/src/sub && ln -s run.txt /app/link && ln /app/run.txt /app/hard\n"
             "USER 1000\n"
             "RUN id -u > /tmp/uid\n");
-  WriteFile(ctx() / "src" / "a.txt", "a\n");
-  WriteFile(ctx() / "src" / "sub" / "b.txt", "b\n");
-  WriteFile(ctx() / "owned.txt", "mine\n");
-  WriteFile(dir_.path() / "arc" / "inner.txt", "from the archive\n");
-  ASSERT_EQ(std::system(("tar -C " + (dir_.path() / "arc").string() + " -czf " +
-                         (ctx() / "archive.tar.gz").string() + " inner.txt")
-                            .c_str()),
-            0);
+  WriteInstructionContext();
+  if (HasFatalFailure()) return;
   RunOptions ro;
   ro.env["KILN_SNAPSHOTTER"] = "copy";
   RunResult r = Build({}, ro);

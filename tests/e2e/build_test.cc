@@ -50,14 +50,8 @@ TEST_F(BuildTest, EveryInstructionTakesEffectInTheImage) {
             "LABEL org.example.k=v\n"
             "EXPOSE 8080\n"
             "CMD [\"cat\", \"/app/run.txt\"]\n");
-  WriteFile(ctx() / "src" / "a.txt", "a\n");
-  WriteFile(ctx() / "src" / "sub" / "b.txt", "b\n");
-  WriteFile(ctx() / "owned.txt", "mine\n");
-  WriteFile(dir_.path() / "arc" / "inner.txt", "from the archive\n");
-  ASSERT_EQ(std::system(("tar -C " + (dir_.path() / "arc").string() + " -czf " +
-                         (ctx() / "archive.tar.gz").string() + " inner.txt")
-                            .c_str()),
-            0);
+  WriteInstructionContext();
+  if (HasFatalFailure()) return;
 
   RunResult r = Build();
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
