@@ -27,9 +27,11 @@
 #include "content/store.h"
 #include "executor/executor.h"
 #include "exporter/image_writer.h"
+#include "exporter/outputs.h"
 #include "frontend/dockerfile/convert.h"
 #include "graph/graph.h"
 #include "image/platform.h"
+#include "image/reference.h"
 #include "ops/ops.h"
 #include "registry/client.h"
 #include "snapshot/labels.h"
@@ -242,17 +244,21 @@ Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::s
   return out;
 }
 
-const std::set<std::string, std::less<>>& OciExporterOptions() {
-  static const std::set<std::string, std::less<>> k = {"name",
-                                                       "dest",
-                                                       "tar",
-                                                       "oci-mediatypes",
-                                                       "compression",
-                                                       "compression-level",
-                                                       "force-compression",
-                                                       "buildinfo",
-                                                       "buildinfo-attrs"};
-  return k;
+// SOURCE_DATE_EPOCH: whole seconds since 1970, as BuildKit and buildah take it.
+Result<int64_t> ParseSourceDateEpoch(const std::string& value) {
+  int64_t v = -1;
+  size_t used = 0;
+  try {
+    v = std::stoll(value, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != value.size() || v < 0) {
+    return Status::InvalidArgument("SOURCE_DATE_EPOCH=\"" + value +
+                                   "\" is not a number of seconds since 1970 (e.g. "
+                                   "SOURCE_DATE_EPOCH=$(git log -1 --format=%ct))");
+  }
+  return v;
 }
 
 // ROOT/snapshots with the driver KILN_SNAPSHOTTER names ("overlay", the
@@ -310,19 +316,55 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   if (options.no_cache) attrs["no-cache"] = "";
   opt.no_cache_stages = options.no_cache_filter;
 
-  std::vector<exporter::Output> outputs;
-  std::vector<bi::ExportOptions> record_options;
-  for (const std::string& spec : options.outputs) {
-    KILN_ASSIGN_OR_RETURN(exporter::Output out, exporter::ParseOutput(spec));
-    if (out.type != "oci") {
-      return Status::Unimplemented("-o " + spec + ": output type \"" + out.type +
-                                   "\" is not supported yet (supported: type=oci)");
+  // SOURCE_DATE_EPOCH: a build arg, else the environment (passed on as the
+  // build arg, as buildx does, so the record shows it).
+  if (!opt.build_args.count("SOURCE_DATE_EPOCH")) {
+    if (const char* e = std::getenv("SOURCE_DATE_EPOCH"); e && *e) {
+      opt.build_args["SOURCE_DATE_EPOCH"] = e;
+      attrs["build-arg:SOURCE_DATE_EPOCH"] = e;
     }
-    KILN_RETURN_IF_ERROR(bi::ValidateExporterOptions(out.type, out.attrs, OciExporterOptions()));
+  }
+  std::optional<int64_t> epoch;
+  if (auto it = opt.build_args.find("SOURCE_DATE_EPOCH"); it != opt.build_args.end()) {
+    KILN_ASSIGN_OR_RETURN(epoch, ParseSourceDateEpoch(it->second));
+  }
+
+  // Outputs, with buildx's shortcuts: --push is type=image,push=true.
+  std::vector<exporter::Output> outputs;
+  for (const std::string& spec : options.outputs) {
+    Result<exporter::Output> out = exporter::ParseOutput(spec);
+    if (!out.ok()) return Status(out.status().code(), "-o: " + out.status().message());
+    outputs.push_back(std::move(*out));
+  }
+  if (options.push) {
+    bool any = false;
+    for (exporter::Output& o : outputs) {
+      if (o.type == "image") {
+        o.attrs["push"] = "true";
+        any = true;
+      }
+    }
+    if (!any && !outputs.empty()) {
+      return Status::InvalidArgument(
+          "--push needs an image output; drop -o, or use -o type=image,push=true");
+    }
+    if (!any) outputs.push_back({"image", {{"push", "true"}}});
+  }
+  std::vector<bi::ExportOptions> record_options;
+  std::vector<exporter::ImageOutputOptions> image_options;
+  for (exporter::Output& out : outputs) {
     out.attrs = bi::MapClientExportAttrs(out.type, out.attrs, opt.build_args);
     KILN_ASSIGN_OR_RETURN(bi::ExportOptions eo, bi::ParseExportOptions(out.attrs));
     record_options.push_back(eo);
-    outputs.push_back(std::move(out));
+    exporter::ImageOutputOptions io;
+    if (exporter::IsImageOutput(out)) {
+      Result<exporter::ImageOutputOptions> parsed =
+          exporter::ParseImageOutputOptions(out, options.tags);
+      if (!parsed.ok()) return Status(parsed.status().code(), "-o: " + parsed.status().message());
+      io = std::move(*parsed);
+      io.layers.source_date_epoch = epoch;
+    }
+    image_options.push_back(std::move(io));
   }
   KILN_ASSIGN_OR_RETURN(auto secrets, ParseSecrets(options.secrets));
 
@@ -453,28 +495,82 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   static util::Metric export_metric("export (layers+image+outputs)");
   phase.emplace(&export_metric);
   exporter::LayerStats stats;
-  KILN_ASSIGN_OR_RETURN(std::vector<exporter::Layer> layers,
-                        exporter::ExportLayers(*snapshots, store, top, 2, &cancel, &stats));
-  exporter::ImageRequest req;
-  req.config = converted.config;
-  req.layers = layers;
-  req.record = &record;
-  req.record_options = record_options.empty() ? bi::ExportOptions{} : record_options.front();
-  // One image per output (its record options may differ); the first, or the
+  exporter::OutputEnv out_env;
+  out_env.store = &store;
+  out_env.snapshots = snapshots.get();
+  out_env.client = &client;
+  out_env.state_dir = global.root / "outputs";
+  out_env.cancel = &cancel;
+  out_env.source_date_epoch = epoch;
+  // Layers per variant (compression, clamp), each exported once.
+  std::map<std::string, std::vector<exporter::Layer>> layers_by_variant;
+  auto layers_for =
+      [&](const exporter::LayerOptions& lo) -> Result<const std::vector<exporter::Layer>*> {
+    const std::string key = exporter::VariantSuffix(lo) + (lo.force ? "+force" : "");
+    auto it = layers_by_variant.find(key);
+    if (it == layers_by_variant.end()) {
+      KILN_ASSIGN_OR_RETURN(
+          std::vector<exporter::Layer> layers,
+          exporter::ExportLayers(*snapshots, store, top, lo, 2, &cancel, &stats, out_env.report));
+      it = layers_by_variant.emplace(key, std::move(layers)).first;
+    }
+    return &it->second;
+  };
+  // One image per image output (its options may differ); the first, or the
   // image alone when there is no output, is the one the response describes.
   std::optional<exporter::WrittenImage> img;
+  std::vector<std::string> img_names = options.tags;
+  bool filesystem_only = !outputs.empty();
   for (size_t i = 0; i < outputs.size(); ++i) {
-    exporter::ImageRequest r = req;
+    exporter::OutputResult result;
+    if (!exporter::IsImageOutput(outputs[i])) {
+      KILN_RETURN_IF_ERROR(exporter::WriteFilesystemOutput(out_env, outputs[i], top, &result));
+      continue;
+    }
+    filesystem_only = false;
+    const exporter::ImageOutputOptions& io = image_options[i];
+    KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(io.layers));
+    exporter::ImageRequest r;
+    r.config = converted.config;
+    r.layers = *layers;
+    r.record = &record;
     r.record_options = record_options[i];
+    r.oci_mediatypes = io.oci_mediatypes;
+    r.source_date_epoch = epoch;
     KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
-    KILN_RETURN_IF_ERROR(
-        exporter::WriteOutput(store, outputs[i], written, options.tags, global.root / "outputs"));
-    if (!img) img = std::move(written);
+    KILN_RETURN_IF_ERROR(exporter::WriteImageOutput(out_env, outputs[i], io, written, &result));
+    if (outputs[i].type == "image") {
+      // Named images are kept by `kiln prune` (ROOT/refs.json).
+      for (const std::string& n : io.names) {
+        KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(n));
+        KILN_RETURN_IF_ERROR(RecordReference(global.root, image::TagNameOnly(ref).String(),
+                                             written.manifest.digest));
+      }
+    }
+    if (!img) {
+      img = std::move(written);
+      img_names = io.names;
+    }
   }
-  if (!img) {
-    KILN_ASSIGN_OR_RETURN(img, exporter::WriteImage(store, req));
+  std::map<std::string, std::string> response;
+  if (filesystem_only) {
+    // type=local/tar only: no image, the record still in the response (R40).
+    KILN_ASSIGN_OR_RETURN(response,
+                          bi::ExporterResponse({{std::string(bi::kMetadataKey), record}}));
+  } else {
+    if (!img) {
+      exporter::LayerOptions lo;
+      lo.source_date_epoch = epoch;
+      KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(lo));
+      exporter::ImageRequest r;
+      r.config = converted.config;
+      r.layers = *layers;
+      r.record = &record;
+      r.source_date_epoch = epoch;
+      KILN_ASSIGN_OR_RETURN(img, exporter::WriteImage(store, r));
+    }
+    KILN_ASSIGN_OR_RETURN(response, exporter::Response(*img, &record, img_names));
   }
-  KILN_ASSIGN_OR_RETURN(auto response, exporter::Response(*img, &record, options.tags));
   phase.reset();
   if (!options.metadata_file.empty()) {
     const std::string text = bi::MetadataFileContent(response);
@@ -487,6 +583,7 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-", stats.compressed,
                  stats.reused);
   }
+  if (!img) return std::string();
   return img->manifest.digest.str() + "\n";
 }
 

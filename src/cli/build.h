@@ -41,6 +41,7 @@ struct BuildOptions {
   std::vector<std::string> no_cache_filter;
   std::vector<std::string> build_contexts;  // NAME=VALUE
   std::vector<std::string> outputs;         // -o specs
+  bool push = false;                        // --push: type=image,push=true
   std::string metadata_file;
   std::string progress = "auto";  // auto, plain, quiet
   std::string debug;              // "stats": print where the time went

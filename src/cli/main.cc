@@ -129,8 +129,10 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   build
       ->add_option("-o,--output", build_opts.outputs,
-                   "Output: type=oci,dest=FILE or type=oci,dest=DIR,tar=false")
+                   "Output: type=image,name=REF[,push=true], type=oci|docker,dest=FILE, "
+                   "type=local,dest=DIR, type=tar,dest=FILE|-")
       ->allow_extra_args(false);
+  build->add_flag("--push", build_opts.push, "Push the image (type=image,push=true)");
   build->add_option("--metadata-file", build_opts.metadata_file,
                     "Write the exporter response (digests, build sources) to this JSON file");
   build->add_option("--progress", build_opts.progress, "Progress output: auto, plain or quiet")

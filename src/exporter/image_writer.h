@@ -1,27 +1,21 @@
-// The image writer: turns a solved result (a snapshot chain) and the
-// frontend's config template into an OCI image in the content store:
-// layers, config (with the build-sources record embedded per K1/K9/K11) and
-// manifest; then the outputs (`type=oci` as an archive or a directory) and
-// the exporter response that `--metadata-file` is written from.
+// The image writer: turns exported layers (layers.h) and the frontend's
+// config template into an image in the content store: config (with the
+// build-sources record embedded per K1/K9/K11) and manifest, in OCI or
+// Docker schema2 media types; and the exporter response that
+// `--metadata-file` is written from.
 //
-// Layers. Each snapshot of the chain, bottom first, is one layer. A
-// snapshot whose labels (snapshot/labels.h) name a blob already in the
-// store is reused as is (pulled base layers, and layers an earlier build
-// compressed): a layer is never compressed twice. The others are diffed
-// (snapshot::Snapshotter::Diff, a deterministic tar), gzip-compressed and
-// stored, several at once, and then labelled.
+// Dates. With SOURCE_DATE_EPOCH, the config's `created` and every history
+// entry the frontend made (those without a date) are that time; the base
+// image's entries keep theirs. Without it, an entry the frontend made gets
+// the commit time of its layer's snapshot (kiln.created), an entry without
+// a layer the date of the entry before it, and the config's `created` is
+// the date of the last entry: rebuilding from the cache reproduces the same
+// config and the same image digest.
 //
-// Dates. History entries the frontend made carry no date; each gets the
-// commit time of its layer's snapshot (kiln.created), an entry without a
-// layer the date of the entry before it, and the config's `created` is the
-// date of the last entry. Rebuilding from the cache therefore reproduces
-// the same config and the same image digest.
-//
-// Thread-safety: the functions are reentrant; ExportLayers uses its own
-// threads.
+// Thread-safety: the functions are reentrant.
 #pragma once
 
-#include <filesystem>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -29,41 +23,22 @@
 
 #include "buildinfo/buildinfo.h"
 #include "buildinfo/exporter.h"
-#include "content/layout.h"
 #include "content/store.h"
+#include "exporter/layers.h"
 #include "image/config.h"
 #include "image/descriptor.h"
-#include "snapshot/snapshotter.h"
-#include "util/cancel.h"
 #include "util/status.h"
 
 namespace kiln::exporter {
-
-struct Layer {
-  image::Descriptor blob;  // compressed, in the store
-  util::Digest diff_id;
-  std::string created;  // the snapshot's kiln.created, "" for pulled layers
-  std::string snapshot;
-};
-
-struct LayerStats {
-  int compressed = 0;  // layers diffed and compressed by this call
-  int reused = 0;      // layers whose blob was already in the store
-  uint64_t uncompressed_bytes = 0;
-  uint64_t compressed_bytes = 0;
-};
-
-// The layers of the chain ending at snapshot `top` ("" = no layers).
-Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
-                                        const content::Store& store, const std::string& top,
-                                        int parallelism, util::Canceller* cancel,
-                                        LayerStats* stats = nullptr);
 
 struct ImageRequest {
   image::ImageConfig config;  // the frontend's template
   std::vector<Layer> layers;
   const buildinfo::BuildInfo* record = nullptr;  // null: the result has none
   buildinfo::ExportOptions record_options;
+  // false: Docker schema2 manifest, config and layer media types.
+  bool oci_mediatypes = true;
+  std::optional<int64_t> source_date_epoch;
 };
 
 struct WrittenImage {
@@ -71,34 +46,15 @@ struct WrittenImage {
   image::Descriptor config;
   std::string config_bytes;
   std::string manifest_bytes;
-  std::vector<image::Descriptor> layers;
+  std::vector<image::Descriptor> layers;  // with the manifest's media types
 };
 
-// Writes config and manifest (OCI media types) into `store`.
+// Writes config and manifest into `store`.
 Result<WrittenImage> WriteImage(const content::Store& store, const ImageRequest& request);
 
-// One `-o` output.
-struct Output {
-  std::string type;                          // "oci"
-  std::map<std::string, std::string> attrs;  // dest, tar, name, buildinfo, buildinfo-attrs, ...
-};
-
-// Parses "type=oci,dest=out.tar[,tar=false][,name=...]"; kInvalidArgument
-// naming the bad part. A bare path ("-o out") is `type=local,dest=out`.
-Result<Output> ParseOutput(std::string_view spec);
-
-// Writes `image` to the output's destination. `name` (from -t or
-// name=...) becomes the index annotations of an OCI output.
-//
-// With a `state_dir` (ROOT/outputs), an OCI archive whose content would be
-// exactly what an earlier build wrote there is not written again: each
-// write records, per destination, the identity of the content (the index
-// and every blob's digest and size) and the file's stamp (size, mtime,
-// inode); when both still match, the file is left as it is (as make trusts
-// a target's stamp). `*skipped` (when non-null) says so.
-Status WriteOutput(const content::Store& store, const Output& output, const WrittenImage& image,
-                   const std::vector<std::string>& names,
-                   const std::filesystem::path& state_dir = {}, bool* skipped = nullptr);
+// "2023-11-14T22:13:20Z" for 1700000000: the RFC 3339 form Go gives a
+// time.Unix(epoch, 0).UTC().
+std::string EpochTime(int64_t seconds);
 
 // The exporter response: containerimage.digest, containerimage.config.digest,
 // containerimage.descriptor (base64 JSON), image.name when named, and

@@ -1,8 +1,6 @@
 // Unit tests of the image writer: config assembly (history normalization,
 // dates, unknown members), record embedding per the exporter options (K1,
-// K9, K11), outputs parsing, the exporter response, and layer export with
-// reuse (a layer is compressed once). Layers come from a real snapshotter
-// (the copy driver, so no mount is needed).
+// K9, K11), media types and the exporter response.
 #include "exporter/image_writer.h"
 
 #include <gtest/gtest.h>
@@ -163,99 +161,6 @@ TEST_F(ImageWriterTest, RecordFollowsTheExporterOptions) {
             std::string::npos);
   const json desc = json::parse(*util::Base64Decode((*resp)["containerimage.descriptor"]));
   EXPECT_EQ(desc["digest"], img->manifest.digest.str());
-}
-
-TEST_F(ImageWriterTest, AnUnchangedArchiveIsNotWrittenAgain) {
-  ImageRequest req;
-  req.config = Template(R"({"architecture":"amd64","os":"linux"})");
-  auto img = WriteImage(store_, req);
-  ASSERT_TRUE(img.ok()) << img.status().ToString();
-  auto out = ParseOutput("type=oci,dest=" + (dir_.path() / "image.tar").string());
-  ASSERT_TRUE(out.ok());
-  const fs::path state = dir_.path() / "outputs";
-  bool skipped = true;
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {}, state, &skipped).ok());
-  EXPECT_FALSE(skipped);
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {}, state, &skipped).ok());
-  EXPECT_TRUE(skipped) << "same content, same file: nothing to write";
-
-  // Other content (a name annotation): written again.
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
-  EXPECT_FALSE(skipped);
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
-  EXPECT_TRUE(skipped);
-
-  // The file touched (or replaced) since: written again.
-  std::ofstream(dir_.path() / "image.tar", std::ios::app) << "x";
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
-  EXPECT_FALSE(skipped);
-  fs::remove(dir_.path() / "image.tar");
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, state, &skipped).ok());
-  EXPECT_FALSE(skipped);
-  EXPECT_TRUE(fs::exists(dir_.path() / "image.tar"));
-
-  // Without a state dir every call writes.
-  ASSERT_TRUE(WriteOutput(store_, *out, *img, {"app:1"}, {}, &skipped).ok());
-  EXPECT_FALSE(skipped);
-}
-
-TEST(ParseOutputTest, TypesAndErrors) {
-  auto o = ParseOutput("type=oci,dest=out.tar,tar=false");
-  ASSERT_TRUE(o.ok());
-  EXPECT_EQ(o->type, "oci");
-  EXPECT_EQ(o->attrs.at("dest"), "out.tar");
-  EXPECT_EQ(o->attrs.at("tar"), "false");
-  auto local = ParseOutput("./dir");
-  ASSERT_TRUE(local.ok());
-  EXPECT_EQ(local->type, "local");
-  auto bad = ParseOutput("type=oci,dest");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().message(), "output \"type=oci,dest\": \"dest\" is not KEY=VALUE");
-  auto notype = ParseOutput("dest=x");
-  ASSERT_FALSE(notype.ok());
-  EXPECT_EQ(notype.status().message(), "output \"dest=x\": no type= given");
-}
-
-TEST(ExportLayersTest, CompressesOnceAndReusesAfterwards) {
-  TempDir dir;
-  auto store = content::Store::Open(dir.path() / "content");
-  ASSERT_TRUE(store.ok());
-  snapshot::Options so;
-  so.force_copy = true;
-  auto snaps = snapshot::Snapshotter::Open(dir.path() / "snapshots", so);
-  ASSERT_TRUE(snaps.ok()) << snaps.status().ToString();
-  std::string parent;
-  for (int i = 0; i < 3; ++i) {
-    auto a = (*snaps)->Prepare(parent);
-    ASSERT_TRUE(a.ok()) << a.status().ToString();
-    std::ofstream(a->path() / ("f" + std::to_string(i))) << std::string(1000 * (i + 1), 'x');
-    auto id = a->Commit(
-        {{std::string(snapshot::kLabelCreated), "2026-01-01T00:00:0" + std::to_string(i) + "Z"}});
-    ASSERT_TRUE(id.ok()) << id.status().ToString();
-    parent = *id;
-  }
-  LayerStats first;
-  auto layers = ExportLayers(**snaps, *store, parent, 2, nullptr, &first);
-  ASSERT_TRUE(layers.ok()) << layers.status().ToString();
-  ASSERT_EQ(layers->size(), 3u);
-  EXPECT_EQ(first.compressed, 3);
-  EXPECT_EQ(first.reused, 0);
-  EXPECT_EQ((*layers)[0].created, "2026-01-01T00:00:00Z") << "bottom first";
-  for (const Layer& l : *layers) EXPECT_TRUE(store->Has(l.blob.digest));
-
-  LayerStats second;
-  auto again = ExportLayers(**snaps, *store, parent, 2, nullptr, &second);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(second.compressed, 0) << "a layer already in the store is never compressed again";
-  EXPECT_EQ(second.reused, 3);
-  for (size_t i = 0; i < 3; ++i) {
-    EXPECT_EQ((*again)[i].blob.digest, (*layers)[i].blob.digest);
-    EXPECT_EQ((*again)[i].diff_id, (*layers)[i].diff_id);
-  }
-
-  auto none = ExportLayers(**snaps, *store, "", 2, nullptr, nullptr);
-  ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->empty());
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "snapshot/snapshotter.h"
 #include "util/io.h"
 #include "util/status.h"
 
@@ -63,11 +64,12 @@ uint64_t DiskUsage(const fs::path& path);
 // described in snapshotter.h.
 // `upper` is an overlay upper dir: its whiteouts and opaque dirs map to
 // `.wh.` entries.
-Status WriteUpperDiff(const fs::path& upper, const util::ByteSink& sink);
+Status WriteUpperDiff(const fs::path& upper, const util::ByteSink& sink,
+                      const DiffOptions& options);
 // Compares the full tree `snapshot` with the full tree `parent` ("" = the
 // empty filesystem); see docs/snapshots.md for the change rule.
 Status WriteCompareDiff(const fs::path& parent, const fs::path& snapshot,
-                        const util::ByteSink& sink);
+                        const util::ByteSink& sink, const DiffOptions& options);
 
 // Layer reader (layer_apply.cc): extracts the uncompressed tar from `source`
 // into `root` without ever writing outside it.

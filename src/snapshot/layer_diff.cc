@@ -184,7 +184,7 @@ Status ArchiveError(struct archive* a, const WriteCtx& ctx, std::string_view wha
                          (msg ? msg : "unknown libarchive error"));
 }
 
-Status WriteItems(std::vector<Item> items, const util::ByteSink& sink) {
+Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const DiffOptions& options) {
   std::sort(items.begin(), items.end(),
             [](const Item& a, const Item& b) { return a.name < b.name; });
   std::unique_ptr<struct archive, ArchiveWriteDeleter> a(archive_write_new());
@@ -221,7 +221,9 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink) {
     archive_entry_set_uid(e.get(), st.st_uid);
     archive_entry_set_gid(e.get(), st.st_gid);
     archive_entry_set_mode(e.get(), st.st_mode);
-    archive_entry_set_mtime(e.get(), st.st_mtim.tv_sec, 0);
+    int64_t mtime = st.st_mtim.tv_sec;
+    if (options.clamp_mtime && mtime > *options.clamp_mtime) mtime = *options.clamp_mtime;
+    archive_entry_set_mtime(e.get(), mtime, 0);
     KILN_ASSIGN_OR_RETURN(auto xattrs, LayerXattrs(it.path));
     for (const auto& [name, value] : xattrs) {
       archive_entry_xattr_add_entry(e.get(), name.c_str(), value.data(), value.size());
@@ -274,18 +276,19 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink) {
 
 }  // namespace
 
-Status WriteUpperDiff(const fs::path& upper, const util::ByteSink& sink) {
+Status WriteUpperDiff(const fs::path& upper, const util::ByteSink& sink,
+                      const DiffOptions& options) {
   std::vector<Item> items;
   try {
     KILN_RETURN_IF_ERROR(CollectUpper(upper, "", &items));
   } catch (const fs::filesystem_error& e) {
     return Status::IOError(std::string("reading snapshot: ") + e.what());
   }
-  return WriteItems(std::move(items), sink);
+  return WriteItems(std::move(items), sink, options);
 }
 
 Status WriteCompareDiff(const fs::path& parent, const fs::path& snapshot,
-                        const util::ByteSink& sink) {
+                        const util::ByteSink& sink, const DiffOptions& options) {
   std::vector<Item> items;
   try {
     if (parent.empty()) {
@@ -297,7 +300,7 @@ Status WriteCompareDiff(const fs::path& parent, const fs::path& snapshot,
   } catch (const fs::filesystem_error& e) {
     return Status::IOError(std::string("reading snapshot: ") + e.what());
   }
-  return WriteItems(std::move(items), sink);
+  return WriteItems(std::move(items), sink, options);
 }
 
 }  // namespace kiln::snapshot::internal

@@ -391,6 +391,64 @@ TEST_P(SnapshotTest, DeletionBecomesWhiteout) {
   EXPECT_EQ(entries[2].perm, 0u);
 }
 
+// SOURCE_DATE_EPOCH: later mtimes are clamped, earlier ones kept.
+TEST_P(SnapshotTest, DiffClampsMtimes) {
+  auto s = Open("s");
+  auto a = s->Prepare("");
+  WriteFile(a->path() / "new", "n");
+  WriteFile(a->path() / "old", "o");
+  struct timespec times[2] = {{0, UTIME_OMIT}, {1000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (a->path() / "old").c_str(), times, 0), 0);
+  std::string id = *a->Commit();
+  std::string out;
+  DiffOptions o;
+  o.clamp_mtime = 5000;
+  ASSERT_TRUE(s->Diff(
+                   id,
+                   [&](std::string_view b) {
+                     out.append(b);
+                     return Status::Ok();
+                   },
+                   o)
+                  .ok());
+  auto entries = ReadTar(out);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].name, "new");
+  EXPECT_EQ(entries[0].mtime, 5000);
+  EXPECT_EQ(entries[1].name, "old");
+  EXPECT_EQ(entries[1].mtime, 1000);
+  // Without the option the real mtime is written.
+  EXPECT_GT(ReadTar(Diff(*s, id))[0].mtime, 5000);
+}
+
+// Export: the merged filesystem, no whiteouts, lower layers included.
+TEST_P(SnapshotTest, ExportWritesWholeFilesystem) {
+  auto s = Open("s");
+  auto a = s->Prepare("");
+  fs::create_directory(a->path() / "d");
+  WriteFile(a->path() / "d" / "kept", "k");
+  WriteFile(a->path() / "gone", "g");
+  std::string id1 = *a->Commit();
+  auto b = s->Prepare(id1);
+  fs::remove(b->path() / "gone");
+  WriteFile(b->path() / "d" / "added", "a");
+  std::string id2 = *b->Commit();
+  std::string out;
+  ASSERT_TRUE(s->Export(id2, [&](std::string_view c) {
+                 out.append(c);
+                 return Status::Ok();
+               }).ok());
+  EXPECT_EQ(Names(out), (std::vector<std::string>{"d/", "d/added", "d/kept"}));
+  auto entries = ReadTar(out);
+  EXPECT_EQ(entries[2].data, "k");
+  std::string empty;
+  ASSERT_TRUE(s->Export("", [&](std::string_view c) {
+                 empty.append(c);
+                 return Status::Ok();
+               }).ok());
+  EXPECT_TRUE(Names(empty).empty());
+}
+
 TEST_P(SnapshotTest, ReplacedDirectoryIsOpaqueInOverlay) {
   auto s = Open("s");
   auto a = s->Prepare("");

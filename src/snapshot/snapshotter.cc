@@ -307,11 +307,20 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
     return all;
   }
 
-  Status Diff(std::string_view id, const util::ByteSink& sink) override {
+  Status Diff(std::string_view id, const util::ByteSink& sink,
+              const DiffOptions& options) override {
     KILN_ASSIGN_OR_RETURN(Info info, Stat(id));
-    if (overlay_) return internal::WriteUpperDiff(FsDir(id), sink);
+    if (overlay_) return internal::WriteUpperDiff(FsDir(id), sink, options);
     return internal::WriteCompareDiff(info.parent.empty() ? fs::path() : FsDir(info.parent),
-                                      FsDir(id), sink);
+                                      FsDir(id), sink, options);
+  }
+
+  Status Export(std::string_view id, const util::ByteSink& sink,
+                const DiffOptions& options) override {
+    // The merged view holds no whiteouts; against the empty filesystem
+    // every entry is new.
+    KILN_ASSIGN_OR_RETURN(View view, Mount(id));
+    return internal::WriteCompareDiff(fs::path(), view.path(), sink, options);
   }
 
   Result<std::string> Apply(std::string_view parent, std::string_view name,

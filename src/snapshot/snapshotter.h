@@ -57,6 +57,13 @@ struct Options {
   int max_depth = 64;       // lowerdirs per mount before a chain is flattened
 };
 
+// How Diff() and Export() write a tar.
+struct DiffOptions {
+  // SOURCE_DATE_EPOCH: an mtime later than this (seconds since the epoch) is
+  // written as this; earlier ones are kept.
+  std::optional<int64_t> clamp_mtime;
+};
+
 struct Info {
   std::string id;
   std::string parent;  // "" = on the empty filesystem
@@ -127,7 +134,13 @@ class Snapshotter {
   virtual Result<std::vector<Info>> Usage() = 0;
 
   // Writes `id`'s changes against its parent as an uncompressed layer tar.
-  virtual Status Diff(std::string_view id, const util::ByteSink& sink) = 0;
+  virtual Status Diff(std::string_view id, const util::ByteSink& sink,
+                      const DiffOptions& options = {}) = 0;
+  // Writes `id`'s whole filesystem ("" = empty) as one uncompressed tar,
+  // normalized as Diff() writes layers, with no whiteouts (type=tar and
+  // type=local outputs).
+  virtual Status Export(std::string_view id, const util::ByteSink& sink,
+                        const DiffOptions& options = {}) = 0;
   // Applies an uncompressed layer tar read from `source` on `parent` and
   // commits the result under the id `name` (e.g. "layer-<chain id hex>").
   // If `name` already exists (another build applied it) returns at once

@@ -1,0 +1,335 @@
+#include "exporter/outputs.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <optional>
+#include <set>
+
+#include "buildinfo/exporter.h"
+#include "content/layout.h"
+#include "image/index.h"
+#include "image/media_types.h"
+#include "image/reference.h"
+
+namespace kiln::exporter {
+namespace {
+
+using OptionSet = std::set<std::string, std::less<>>;
+
+// The options each output type takes (K11: anything else is an error).
+const std::map<std::string, OptionSet, std::less<>>& KnownOptions() {
+  static const OptionSet image_common = {
+      "name",      "oci-mediatypes", "compression", "compression-level", "force-compression",
+      "buildinfo", "buildinfo-attrs"};
+  static const std::map<std::string, OptionSet, std::less<>> k = [] {
+    std::map<std::string, OptionSet, std::less<>> m;
+    OptionSet image = image_common;
+    image.insert({"push", "registry.insecure"});
+    m["image"] = image;
+    OptionSet archive = image_common;
+    archive.insert({"dest", "tar"});
+    m["oci"] = archive;
+    m["docker"] = archive;
+    // The filesystem exporters ignore the record options (R37) but take them.
+    m["local"] = {"dest", "buildinfo", "buildinfo-attrs"};
+    m["tar"] = {"dest", "buildinfo", "buildinfo-attrs"};
+    return m;
+  }();
+  return k;
+}
+
+// Go's encoding/csv on one line, as buildctl reads -o: fields split at
+// commas; a field that starts with a quote runs to the closing quote ("" is
+// a literal quote).
+Result<std::vector<std::string>> SplitCsv(std::string_view s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  for (;;) {
+    std::string field;
+    if (i < s.size() && s[i] == '"') {
+      ++i;
+      for (;;) {
+        if (i >= s.size()) return Status::InvalidArgument("unterminated quote");
+        if (s[i] == '"') {
+          if (i + 1 < s.size() && s[i + 1] == '"') {
+            field += '"';
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        field += s[i++];
+      }
+      if (i < s.size() && s[i] != ',') {
+        return Status::InvalidArgument("extraneous text after a closing quote");
+      }
+    } else {
+      const size_t comma = s.find(',', i);
+      field = std::string(s.substr(i, comma == std::string_view::npos ? s.npos : comma - i));
+      i = comma == std::string_view::npos ? s.size() : comma;
+    }
+    out.push_back(std::move(field));
+    if (i >= s.size()) return out;
+    ++i;  // the comma
+  }
+}
+
+std::vector<std::string> SplitComma(std::string_view s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = s.find(',', start);
+    out.emplace_back(s.substr(start, comma == std::string_view::npos ? s.npos : comma - start));
+    if (comma == std::string_view::npos) return out;
+    start = comma + 1;
+  }
+}
+
+// "true"/"1" -> true, "false"/"0" -> false, "" -> `def`.
+Result<bool> BoolOption(const Output& o, std::string_view key, bool def) {
+  auto it = o.attrs.find(std::string(key));
+  if (it == o.attrs.end() || it->second.empty()) return def;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  return Status::InvalidArgument("output type=" + o.type + ": option " + std::string(key) +
+                                 ": invalid value \"" + it->second +
+                                 "\" (expected true, false, 1 or 0)");
+}
+
+// "size mtime_ns inode" of a regular file, nullopt when it is not one.
+std::optional<std::string> FileStamp(const std::filesystem::path& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  return std::to_string(st.st_size) + " " +
+         std::to_string(static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL +
+                        st.st_mtim.tv_nsec) +
+         " " + std::to_string(st.st_ino);
+}
+
+Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOutputOptions& options,
+                      const WrittenImage& img, OutputResult* result);
+
+}  // namespace
+
+Result<Output> ParseOutput(std::string_view spec) {
+  Output out;
+  if (spec.find('=') == std::string_view::npos) {
+    // buildx: "-o -" is a tar on stdout, any other bare value a directory.
+    out.type = spec == "-" ? "tar" : "local";
+    out.attrs["dest"] = std::string(spec);
+    return out;
+  }
+  Result<std::vector<std::string>> parts = SplitCsv(spec);
+  if (!parts.ok()) {
+    return Status::InvalidArgument("output \"" + std::string(spec) +
+                                   "\": " + parts.status().message());
+  }
+  for (const std::string& part : *parts) {
+    const size_t eq = part.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return Status::InvalidArgument("output \"" + std::string(spec) + "\": \"" + part +
+                                     "\" is not KEY=VALUE");
+    }
+    std::string key = part.substr(0, eq);
+    std::string value = part.substr(eq + 1);
+    if (key == "type") {
+      out.type = value;
+    } else {
+      out.attrs[key] = value;
+    }
+  }
+  if (out.type.empty()) {
+    return Status::InvalidArgument("output \"" + std::string(spec) +
+                                   "\": no type= given (expected one of image, registry, oci, "
+                                   "docker, local, tar)");
+  }
+  if (out.type == "registry") {  // buildx's alias
+    out.type = "image";
+    out.attrs["push"] = "true";
+  }
+  auto known = KnownOptions().find(out.type);
+  if (known == KnownOptions().end()) {
+    return Status::InvalidArgument("output \"" + std::string(spec) + "\": unknown type \"" +
+                                   out.type +
+                                   "\" (expected one of image, registry, oci, docker, local, tar)");
+  }
+  Status st = buildinfo::ValidateExporterOptions(out.type, out.attrs, known->second);
+  if (!st.ok()) {
+    std::string accepted;
+    for (const std::string& o : known->second) accepted += (accepted.empty() ? "" : ", ") + o;
+    return Status::InvalidArgument(st.message() + " (type=" + out.type + " takes " + accepted +
+                                   ")");
+  }
+  if ((out.type == "local" || out.type == "tar") &&
+      (!out.attrs.count("dest") || out.attrs["dest"].empty())) {
+    return Status::InvalidArgument("output type=" + out.type + " needs dest=" +
+                                   (out.type == "local" ? "DIR" : "FILE (or - for stdout)"));
+  }
+  return out;
+}
+
+bool IsImageOutput(const Output& output) {
+  return output.type == "image" || output.type == "oci" || output.type == "docker";
+}
+
+Result<ImageOutputOptions> ParseImageOutputOptions(const Output& output,
+                                                   const std::vector<std::string>& tags) {
+  ImageOutputOptions o;
+  KILN_ASSIGN_OR_RETURN(o.oci_mediatypes,
+                        BoolOption(output, "oci-mediatypes", output.type == "oci"));
+  KILN_ASSIGN_OR_RETURN(o.push, BoolOption(output, "push", false));
+  KILN_ASSIGN_OR_RETURN(o.layers.force, BoolOption(output, "force-compression", false));
+  if (auto it = output.attrs.find("compression"); it != output.attrs.end()) {
+    if (it->second == "gzip" || it->second.empty()) {
+      o.layers.compression = util::Compression::kGzip;
+    } else if (it->second == "zstd") {
+      o.layers.compression = util::Compression::kZstd;
+    } else if (it->second == "uncompressed") {
+      o.layers.compression = util::Compression::kNone;
+    } else {
+      return Status::InvalidArgument("output type=" + output.type + ": compression \"" +
+                                     it->second +
+                                     "\" is not supported (expected gzip, zstd or "
+                                     "uncompressed)");
+    }
+  }
+  if (auto it = output.attrs.find("compression-level"); it != output.attrs.end()) {
+    int level = -1;
+    try {
+      size_t used = 0;
+      level = std::stoi(it->second, &used);
+      if (used != it->second.size()) level = -1;
+    } catch (const std::exception&) {
+      level = -1;
+    }
+    const int max = o.layers.compression == util::Compression::kZstd ? 22 : 9;
+    if (level < 0 || level > max) {
+      return Status::InvalidArgument("output type=" + output.type + ": compression-level \"" +
+                                     it->second + "\" is not a level from 0 to " +
+                                     std::to_string(max));
+    }
+    o.layers.level = level;
+  }
+  // Docker schema2 has no zstd layers that every client reads: zstd implies
+  // OCI media types, as BuildKit does.
+  if (o.layers.compression == util::Compression::kZstd) o.oci_mediatypes = true;
+  if (auto it = output.attrs.find("name"); it != output.attrs.end() && !it->second.empty()) {
+    for (const std::string& n : SplitComma(it->second)) {
+      if (!n.empty()) o.names.push_back(n);
+    }
+  }
+  for (const std::string& t : tags) o.names.push_back(t);
+  for (const std::string& n : o.names) {
+    Result<image::Reference> ref = image::ParseNormalizedNamed(n);
+    if (!ref.ok()) {
+      return Status::InvalidArgument("output type=" + output.type + ": invalid image name \"" + n +
+                                     "\": " + ref.status().message());
+    }
+  }
+  if (o.push && o.names.empty()) {
+    return Status::InvalidArgument("output type=image,push=true needs a name (name=REF or -t REF)");
+  }
+  return o;
+}
+
+Status WriteImageOutput(const OutputEnv& env, const Output& output,
+                        const ImageOutputOptions& options, const WrittenImage& image,
+                        OutputResult* result) {
+  if (output.type == "oci") return WriteOciOutput(env, output, options, image, result);
+  return Status::Unimplemented("output type \"" + output.type + "\" is not supported yet");
+}
+
+Status WriteFilesystemOutput(const OutputEnv&, const Output& output, const std::string&,
+                             OutputResult*) {
+  return Status::Unimplemented("output type \"" + output.type + "\" is not supported yet");
+}
+
+namespace {
+
+Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOutputOptions& options,
+                      const WrittenImage& img, OutputResult* result) {
+  const content::Store& store = *env.store;
+  const std::filesystem::path& state_dir = env.state_dir;
+  bool* skipped = result ? &result->skipped : nullptr;
+  if (skipped) *skipped = false;
+  auto dest_it = output.attrs.find("dest");
+  if (dest_it == output.attrs.end() || dest_it->second.empty()) {
+    return Status::InvalidArgument("output type=oci needs dest=FILE (or dest=DIR,tar=false)");
+  }
+  bool tar = true;
+  if (auto it = output.attrs.find("tar"); it != output.attrs.end()) {
+    if (it->second == "false" || it->second == "0") {
+      tar = false;
+    } else if (it->second != "true" && it->second != "1") {
+      return Status::InvalidArgument("output option tar: invalid value \"" + it->second +
+                                     "\" (expected true or false)");
+    }
+  }
+  image::Descriptor top = img.manifest;
+  const std::vector<std::string>& all_names = options.names;
+  if (!all_names.empty()) {
+    KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(all_names.front()));
+    ref = image::TagNameOnly(ref);
+    top.annotations["io.containerd.image.name"] = ref.String();
+    if (!ref.tag.empty()) top.annotations["org.opencontainers.image.ref.name"] = ref.tag;
+  }
+  image::Index index;
+  index.media_type = std::string(image::kMediaTypeOciIndex);
+  index.manifests.push_back(top);
+  const std::string index_json = index.ToJson();
+  std::vector<content::BlobRef> blobs;
+  blobs.push_back({img.manifest.digest, static_cast<uint64_t>(img.manifest.size)});
+  blobs.push_back({img.config.digest, static_cast<uint64_t>(img.config.size)});
+  for (const image::Descriptor& l : img.layers) {
+    blobs.push_back({l.digest, static_cast<uint64_t>(l.size)});
+  }
+  const std::filesystem::path dest = dest_it->second;
+  content::WriteOptions wo;
+  wo.source_verifies = true;  // the store's reader verifies every blob
+  if (!tar) {
+    return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store), wo);
+  }
+  std::string identity = "kiln-oci-archive-v1\n" + index_json + "\n";
+  for (const content::BlobRef& b : blobs) {
+    identity += b.digest.str() + " " + std::to_string(b.size) + "\n";
+  }
+  const std::string id = util::Sha256Of(identity).str();
+  std::filesystem::path record;
+  if (!state_dir.empty()) {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(dest, ec);
+    record = state_dir / std::string(util::Sha256Of(abs.string()).hex());
+    if (std::optional<std::string> stamp = FileStamp(dest)) {
+      std::ifstream in(record);
+      std::string got_id, got_stamp;
+      if (std::getline(in, got_id) && std::getline(in, got_stamp) && got_id == id &&
+          got_stamp == *stamp) {
+        if (skipped) *skipped = true;
+        return Status::Ok();
+      }
+    }
+  }
+  KILN_RETURN_IF_ERROR(
+      content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo));
+  if (!record.empty()) {
+    // Best effort: without the record the next build writes the file again.
+    std::optional<std::string> stamp = FileStamp(dest);
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (stamp && !ec) {
+      const std::filesystem::path temp = record.string() + ".tmp";
+      {
+        std::ofstream out(temp, std::ios::trunc);
+        out << id << "\n" << *stamp << "\n";
+      }
+      std::filesystem::rename(temp, record, ec);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+}  // namespace kiln::exporter

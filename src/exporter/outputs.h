@@ -1,0 +1,102 @@
+// Outputs: where a build's result goes (`-o type=...`, buildctl-style comma
+// options, plus the buildx shortcuts the CLI maps onto them).
+//
+//   type=image,name=REF[,REF...][,push=true]   the image, named; pushed when
+//                                              push=true (`--push`); Docker
+//                                              schema2 media types unless
+//                                              oci-mediatypes=true
+//   type=registry,...                          buildx's alias of type=image,push=true
+//   type=oci,dest=FILE|DIR[,tar=false]         an OCI archive or layout; OCI media
+//                                              types; name= becomes annotations
+//   type=docker,dest=FILE|-[,name=REF]         a `docker load` archive (manifest.json,
+//                                              repositories, plus the OCI layout)
+//   type=local,dest=DIR                        the final filesystem, no image
+//   type=tar,dest=FILE|-                       the final filesystem as one tar
+//
+// The image types also take compression=gzip|zstd|uncompressed,
+// compression-level=N, force-compression=true, buildinfo=true|false,
+// buildinfo-attrs=true|false; an option a type does not know is rejected
+// (K11) naming it and the options the type takes. The filesystem types
+// produce no image and no config, but the build still returns its record
+// in the response (R40).
+//
+// Thread-safety: the functions are reentrant; an OutputEnv's members must be
+// usable from several threads (they are).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "content/store.h"
+#include "exporter/image_writer.h"
+#include "exporter/layers.h"
+#include "registry/client.h"
+#include "snapshot/snapshotter.h"
+#include "util/cancel.h"
+#include "util/progress.h"
+#include "util/status.h"
+
+namespace kiln::exporter {
+
+// One `-o` output.
+struct Output {
+  std::string type;  // image, oci, docker, local, tar ("registry" is parsed to image)
+  std::map<std::string, std::string> attrs;  // everything but type=
+};
+
+// Parses "type=oci,dest=out.tar[,tar=false][,name=...]" (a quoted value,
+// "name=\"a,b\"", may hold commas, as buildctl's CSV reader allows). A bare
+// path ("-o out") is type=local,dest=out and "-o -" is type=tar,dest=-.
+// Checks the type and its option names (K11); kInvalidArgument naming the
+// bad part.
+Result<Output> ParseOutput(std::string_view spec);
+
+// Whether the output is made from an image (image, oci, docker) rather than
+// from the filesystem (local, tar).
+bool IsImageOutput(const Output& output);
+
+// What an image output asks of the image, from its attrs.
+struct ImageOutputOptions {
+  LayerOptions layers;             // compression, compression-level, force-compression
+  bool oci_mediatypes = true;      // default: true for oci, false for image and docker
+  std::vector<std::string> names;  // name=..., then the build's -t names
+  bool push = false;               // type=image,push=true
+};
+// kInvalidArgument for a bad value (naming the option and what it takes).
+// `tags` are the build's -t names (added after the output's own).
+Result<ImageOutputOptions> ParseImageOutputOptions(const Output& output,
+                                                   const std::vector<std::string>& tags);
+
+struct OutputEnv {
+  const content::Store* store = nullptr;
+  snapshot::Snapshotter* snapshots = nullptr;  // filesystem outputs
+  registry::Client* client = nullptr;          // push
+  // ROOT/outputs: stamps of archives already written (see WriteImageOutput).
+  std::filesystem::path state_dir;
+  util::TaskReporter report;  // may be null
+  util::Canceller* cancel = nullptr;
+  std::optional<int64_t> source_date_epoch;  // clamps mtimes of filesystem outputs
+};
+
+struct OutputResult {
+  bool skipped = false;             // an unchanged archive was left as it was
+  std::vector<std::string> pushed;  // references pushed, normalized
+};
+
+// Writes an image output. An OCI or Docker archive whose content would be
+// exactly what an earlier build wrote at the same path is not written again
+// when the file's stamp (size, mtime, inode) is unchanged too
+// (result->skipped). type=image without push names the image only (the
+// caller records the names).
+Status WriteImageOutput(const OutputEnv& env, const Output& output,
+                        const ImageOutputOptions& options, const WrittenImage& image,
+                        OutputResult* result);
+
+// Writes a filesystem output (local, tar) of snapshot `top` ("" = empty).
+Status WriteFilesystemOutput(const OutputEnv& env, const Output& output, const std::string& top,
+                             OutputResult* result);
+
+}  // namespace kiln::exporter
