@@ -94,6 +94,41 @@ TEST_F(ImageWriterTest, HistoryGetsLayerDatesAndConfigTheLast) {
   EXPECT_TRUE(store_.Has(img->config.digest));
 }
 
+TEST_F(ImageWriterTest, SourceDateEpochDatesWhatTheBuildMade) {
+  ImageRequest req;
+  req.config =
+      Template(R"({"architecture":"amd64","os":"linux","created":"2020-01-01T00:00:00Z",)"
+               R"("history":[{"created":"2020-01-01T00:00:00Z","created_by":"base"},)"
+               R"({"created_by":"RUN x # buildkit"},{"created_by":"CMD y","empty_layer":true}]})");
+  req.layers = {FakeLayer("base", ""), FakeLayer("run", "2026-11-23T10:00:00.5Z")};
+  req.source_date_epoch = 1700000000;
+  auto img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  const json c = json::parse(img->config_bytes);
+  EXPECT_EQ(c["created"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(c["history"][0]["created"], "2020-01-01T00:00:00Z") << "the base's entry is kept";
+  EXPECT_EQ(c["history"][1]["created"], "2023-11-14T22:13:20Z") << "not the layer's commit time";
+  EXPECT_EQ(c["history"][2]["created"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(EpochTime(0), "1970-01-01T00:00:00Z");
+}
+
+TEST_F(ImageWriterTest, DockerMediaTypes) {
+  ImageRequest req;
+  req.config = Template(R"({"architecture":"amd64","os":"linux"})");
+  req.layers = {FakeLayer("a", "")};
+  req.oci_mediatypes = false;
+  auto img = WriteImage(store_, req);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ(img->manifest.media_type, "application/vnd.docker.distribution.manifest.v2+json");
+  EXPECT_EQ(img->config.media_type, "application/vnd.docker.container.image.v1+json");
+  const json m = json::parse(img->manifest_bytes);
+  EXPECT_EQ(m["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+  EXPECT_EQ(m["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
+  EXPECT_EQ(m["layers"][0]["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+  EXPECT_EQ(img->layers[0].media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
+  EXPECT_EQ(m["layers"][0]["digest"], req.layers[0].blob.digest.str()) << "same blob";
+}
+
 TEST_F(ImageWriterTest, HistoryIsPaddedOrTrimmedToTheLayers) {
   ImageRequest req;
   req.config =

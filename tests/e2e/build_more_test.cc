@@ -640,6 +640,72 @@ TEST_F(ReproducibleTest, UnchangedRebuildWritesAByteIdenticalArchive) {
   EXPECT_EQ(ReadAll(out()) == tar1, true) << "the archives differ";
 }
 
+// SOURCE_DATE_EPOCH (issue 6): two fresh state roots, the same inputs, the
+// same image digest; files of new layers dated no later than the epoch, the
+// base image's layers and history left alone.
+TEST_F(ReproducibleTest, SourceDateEpochGivesTheSameImageOnFreshRoots) {
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "COPY one.txt /one.txt\n"
+            "RUN mkdir -p /made && echo ran > /made/ran && touch /one-more\n"
+            "ENV X=1\n");
+  WriteFile(ctx() / "one.txt", "1\n");
+  RunOptions with_env;
+  with_env.env["SOURCE_DATE_EPOCH"] = "1700000000";
+  RunResult first = Build({}, with_env);
+  ASSERT_EQ(first.exit_code, 0) << Describe(first);
+  OciImage img = Image();
+  fs::remove(out());
+
+  // Another root; the epoch as a build arg this time (buildx passes the
+  // environment's value as that build arg, so the records agree too).
+  std::vector<std::string> args = {"--root",
+                                   (dir_.path() / "root2").string(),
+                                   "build",
+                                   "--progress",
+                                   "plain",
+                                   "--build-arg",
+                                   "REGISTRY=" + registry_,
+                                   "--build-arg",
+                                   "HTTP=" + http_,
+                                   "--build-arg",
+                                   "SOURCE_DATE_EPOCH=1700000000",
+                                   "-o",
+                                   "type=oci,dest=" + out().string(),
+                                   ctx().string()};
+  RunResult second = kiln::testing::Run(kiln::testing::KilnBinary(), args);
+  ASSERT_EQ(second.exit_code, 0) << Describe(second);
+  EXPECT_EQ(StepState(second.err, "RUN mkdir"), "DONE") << "a fresh root runs everything";
+  EXPECT_EQ(second.out, first.out) << "same image digest";
+  OciImage img2 = Image();
+  EXPECT_EQ(img2.config_json, img.config_json);
+
+  nlohmann::json config = nlohmann::json::parse(img.config_json);
+  EXPECT_EQ(config["created"], "2023-11-14T22:13:20Z");
+  const auto& history = config["history"];
+  ASSERT_GE(history.size(), 3u);
+  EXPECT_NE(history[0]["created"], "2023-11-14T22:13:20Z") << "the base image's entry is kept";
+  EXPECT_EQ(history[history.size() - 1]["created"], "2023-11-14T22:13:20Z");
+  EXPECT_EQ(img.files["made/ran"].mtime, 1700000000) << "clamped";
+  EXPECT_EQ(img.files["one-more"].mtime, 1700000000);
+  EXPECT_LE(img.files["one.txt"].mtime, 1700000000);
+
+  // Another epoch: another image.
+  fs::remove(out());
+  with_env.env["SOURCE_DATE_EPOCH"] = "1700000001";
+  RunResult third = Build({}, with_env);
+  ASSERT_EQ(third.exit_code, 0) << Describe(third);
+  EXPECT_NE(third.out, first.out);
+
+  with_env.env["SOURCE_DATE_EPOCH"] = "yesterday";
+  RunResult bad = Build({}, with_env);
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("SOURCE_DATE_EPOCH=\"yesterday\" is not a number of seconds since 1970"),
+            std::string::npos)
+      << bad.err;
+}
+
 TEST_F(RunMountTest, BindMountOfTheContextHonoursDockerignore) {
   // Regression: the context directory itself was bind-mounted, so files
   // .dockerignore hides from the build were visible to RUN.
