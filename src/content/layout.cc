@@ -14,7 +14,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "content/fs_internal.h"
 #include "util/json.h"
@@ -722,6 +724,13 @@ Result<Digest> ImageArchive::FileDigest(std::string_view path) const {
 // ---------------------------------------------------------------------------
 // Blob sources
 
+std::function<std::filesystem::path(const Digest&)> StoreBlobFile(const Store& store) {
+  return [store](const Digest& digest) -> std::filesystem::path {
+    if (!store.Has(digest)) return {};
+    return store.BlobPath(digest);
+  };
+}
+
 BlobSource StoreBlobSource(const Store& store) {
   return [store](const Digest& digest, const ByteSink& sink) -> Status {
     KILN_ASSIGN_OR_RETURN(BlobReader r, store.OpenReader(digest));
@@ -758,12 +767,14 @@ struct Plan {
   std::vector<ExtraFile> top_files;  // oci-layout, index.json and extras, sorted by name
   std::vector<BlobRef> blobs;        // distinct, sorted by digest
   bool source_verifies = false;      // WriteOptions::source_verifies
+  std::function<std::filesystem::path(const Digest&)> blob_file;  // WriteOptions::blob_file
 };
 
 Result<Plan> MakePlan(std::string_view index_json, const std::vector<BlobRef>& blobs,
                       const WriteOptions& options) {
   Plan plan;
   plan.source_verifies = options.source_verifies;
+  plan.blob_file = options.blob_file;
   std::map<Digest, uint64_t> sizes;
   for (const BlobRef& b : blobs) {
     KILN_RETURN_IF_ERROR(CheckSha256(b.digest));
@@ -863,58 +874,155 @@ Status CopyBlob(const BlobRef& blob, const BlobSource& source, const ByteSink& o
   return Status::Ok();
 }
 
-struct ArchiveWriteDeleter {
-  void operator()(archive* a) const { archive_write_free(a); }
-};
-using ArchiveWritePtr = std::unique_ptr<archive, ArchiveWriteDeleter>;
-struct EntryDeleter {
-  void operator()(archive_entry* e) const { archive_entry_free(e); }
-};
+// Tar output. The archive is plain ustar written here rather than through
+// libarchive, so that blob bodies can go from the store's file to the output
+// with copy_file_range (no copy through user space; a reflink where the
+// filesystem has them). Every member has fixed metadata: mode 0644 (0755 for
+// directories), uid/gid 0, mtime 0, no user or group names.
+class TarOut {
+ public:
+  TarOut(int fd, std::string_view what) : fd_(fd), what_(what) {}
 
-Status WriteError(archive* a, std::string_view what, std::string_view doing) {
-  const char* text = archive_error_string(a);
-  return Status::IOError("cannot write " + std::string(what) + " (" + std::string(doing) +
-                         "): " + (text != nullptr ? text : "unknown libarchive error"));
-}
-
-// Writes one tar header with the fixed, reproducible metadata.
-Status WriteHeader(archive* a, std::string_view what, const std::string& name, bool dir,
-                   uint64_t size) {
-  std::unique_ptr<archive_entry, EntryDeleter> e(archive_entry_new());
-  archive_entry_set_pathname(e.get(), name.c_str());
-  archive_entry_set_filetype(e.get(), dir ? AE_IFDIR : AE_IFREG);
-  archive_entry_set_perm(e.get(), dir ? 0755 : 0644);
-  archive_entry_set_size(e.get(), dir ? 0 : static_cast<la_int64_t>(size));
-  archive_entry_set_mtime(e.get(), 0, 0);
-  archive_entry_set_uid(e.get(), 0);
-  archive_entry_set_gid(e.get(), 0);
-  if (archive_write_header(a, e.get()) != ARCHIVE_OK) {
-    return WriteError(a, what, "header of " + Quote(name));
+  Status Header(const std::string& name, bool dir, uint64_t size) {
+    char h[512] = {};
+    std::string_view n = name;
+    if (n.size() > 100) {
+      // ustar splits a long name at a '/' into prefix (155) and name (100).
+      const size_t slash = n.substr(0, std::min<size_t>(n.size(), 156)).rfind('/');
+      if (slash == std::string_view::npos || slash == 0 || n.size() - slash - 1 > 100 ||
+          n.size() - slash - 1 == 0) {
+        return Status::InvalidArgument("cannot write " + what_ + ": member name " + Quote(name) +
+                                       " is too long for a tar header");
+      }
+      std::memcpy(h + 345, n.data(), slash);
+      n.remove_prefix(slash + 1);
+    }
+    std::memcpy(h, n.data(), n.size());
+    Octal(h + 100, 8, dir ? 0755 : 0644);
+    Octal(h + 108, 8, 0);
+    Octal(h + 116, 8, 0);
+    if (size < (1ull << 33)) {
+      Octal(h + 124, 12, size);
+    } else {  // base-256, as GNU tar and every reader since take it
+      h[124] = static_cast<char>(0x80);
+      for (int i = 11; i >= 4; --i, size >>= 8) h[124 + i] = static_cast<char>(size & 0xff);
+    }
+    Octal(h + 136, 12, 0);
+    h[156] = dir ? '5' : '0';
+    std::memcpy(h + 257, "ustar", 6);
+    std::memcpy(h + 263, "00", 2);
+    std::memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (unsigned char c : h) sum += c;
+    std::snprintf(h + 148, 8, "%06o", sum);  // six digits, NUL, then the space left above
+    return Write(std::string_view(h, sizeof h));
   }
-  return Status::Ok();
-}
 
-Status WriteData(archive* a, std::string_view what, const std::string& name,
-                 std::string_view data) {
-  while (!data.empty()) {
-    const la_ssize_t n = archive_write_data(a, data.data(), data.size());
-    if (n <= 0) return WriteError(a, what, "data of " + Quote(name));
-    data.remove_prefix(static_cast<size_t>(n));
+  Status Write(std::string_view data) {
+    KILN_RETURN_IF_ERROR(internal::WriteAll(fd_, data, what_));
+    Wrote(data.size());
+    return Status::Ok();
+  }
+
+  // Copies `size` bytes of `in` from its start, in the kernel where it can.
+  Status CopyFrom(int in, uint64_t size, const std::string& source) {
+    loff_t in_off = 0;
+    bool kernel = true;
+    std::vector<char> buf;
+    while (static_cast<uint64_t>(in_off) < size) {
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(size - in_off, 64u << 20));
+      ssize_t n;
+      if (kernel) {
+        n = ::copy_file_range(in, &in_off, fd_, nullptr, want, 0);
+        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+                      errno == EBADF)) {
+          kernel = false;  // a pipe, or a filesystem pair without support
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoStatus("cannot copy " + source + " into", what_, errno);
+      } else {
+        if (buf.empty()) buf.resize(1 << 20);
+        n = ::pread(in, buf.data(), std::min(want, buf.size()), in_off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoStatus("cannot read", source, errno);
+        if (n > 0) {
+          KILN_RETURN_IF_ERROR(internal::WriteAll(fd_, std::string_view(buf.data(), n), what_));
+          in_off += n;
+        }
+      }
+      if (n == 0) {
+        return Status::DigestMismatch(source + " ended after " + std::to_string(in_off) +
+                                      " bytes; its size is " + std::to_string(size));
+      }
+      if (kernel) Wrote(static_cast<uint64_t>(n));
+    }
+    if (!kernel) Wrote(0);
+    return Status::Ok();
+  }
+
+  // Pads the member just written to a 512-byte boundary.
+  Status Pad(uint64_t size) {
+    static const char zeros[512] = {};
+    const size_t pad = (512 - size % 512) % 512;
+    return pad == 0 ? Status::Ok() : Write(std::string_view(zeros, pad));
+  }
+
+  Status Close() {
+    static const char zeros[1024] = {};
+    return Write(std::string_view(zeros, sizeof zeros));
+  }
+
+ private:
+  static void Octal(char* field, size_t width, uint64_t v) {
+    std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
+                  static_cast<unsigned long long>(v));
+  }
+
+  // Starts writeback of every 32 MiB written, so the final fsync has little
+  // left to do (a no-op on pipes).
+  void Wrote(uint64_t n) {
+    written_ += n;
+    if (written_ - flushed_ >= (32u << 20)) {
+      (void)::sync_file_range(fd_, static_cast<off64_t>(flushed_),
+                              static_cast<off64_t>(written_ - flushed_), SYNC_FILE_RANGE_WRITE);
+      flushed_ = written_;
+    }
+  }
+
+  int fd_;
+  std::string what_;
+  uint64_t written_ = 0, flushed_ = 0;
+};
+
+// Copies a blob from a local file, hashing the same file on another thread
+// meanwhile (both read the page cache): the output never holds a blob that
+// does not match its digest, and the check costs no extra time.
+Status CopyLocalBlob(TarOut& out, const BlobRef& blob, const fs::path& path) {
+  UniqueFd in(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!in.valid()) return ErrnoStatus("cannot open", path, errno);
+  struct stat st;
+  if (::fstat(in.get(), &st) != 0) return ErrnoStatus("cannot stat", path, errno);
+  if (static_cast<uint64_t>(st.st_size) != blob.size) {
+    return Status::DigestMismatch("blob " + blob.digest.str() + " is " +
+                                  std::to_string(st.st_size) + " bytes in " + path.string() +
+                                  ", not " + std::to_string(blob.size));
+  }
+  Result<Digest> hashed = Status::Internal("not hashed");
+  std::thread hasher([&] { hashed = util::Sha256OfFile(path); });
+  Status copied = out.CopyFrom(in.get(), blob.size, path.string());
+  hasher.join();
+  KILN_RETURN_IF_ERROR(copied);
+  if (!hashed.ok()) return hashed.status();
+  if (*hashed != blob.digest) {
+    return Status::DigestMismatch("blob " + blob.digest.str() + " in " + path.string() +
+                                  " hashes to " + hashed->str() + "; the store is damaged");
   }
   return Status::Ok();
 }
 
 Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSource& source) {
-  ArchiveWritePtr a(archive_write_new());
-  if (!a) return Status::Internal("archive_write_new failed");
-  // 1 MiB writes (libarchive's default is 10 KiB: 13,000 write calls for a
-  // 130 MB image); the last block is not padded, so the bytes are the same.
-  if (archive_write_set_format_pax_restricted(a.get()) != ARCHIVE_OK ||
-      archive_write_set_bytes_per_block(a.get(), 1 << 20) != ARCHIVE_OK ||
-      archive_write_set_bytes_in_last_block(a.get(), 1) != ARCHIVE_OK ||
-      archive_write_open_fd(a.get(), fd) != ARCHIVE_OK) {
-    return WriteError(a.get(), what, "opening");
-  }
+  TarOut out(fd, what);
   // Every entry, directories included, in bytewise name order.
   struct Item {
     std::string name;
@@ -930,23 +1038,26 @@ Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSourc
             [](const Item& x, const Item& y) { return x.name < y.name; });
   for (const Item& item : items) {
     if (item.file != nullptr) {
-      KILN_RETURN_IF_ERROR(WriteHeader(a.get(), what, item.name, false, item.file->data.size()));
-      KILN_RETURN_IF_ERROR(WriteData(a.get(), what, item.name, item.file->data));
+      KILN_RETURN_IF_ERROR(out.Header(item.name, false, item.file->data.size()));
+      KILN_RETURN_IF_ERROR(out.Write(item.file->data));
+      KILN_RETURN_IF_ERROR(out.Pad(item.file->data.size()));
     } else if (item.blob != nullptr) {
-      KILN_RETURN_IF_ERROR(WriteHeader(a.get(), what, item.name, false, item.blob->size));
-      KILN_RETURN_IF_ERROR(CopyBlob(
-          *item.blob, source,
-          [&](std::string_view chunk) { return WriteData(a.get(), what, item.name, chunk); },
-          plan.source_verifies));
+      KILN_RETURN_IF_ERROR(out.Header(item.name, false, item.blob->size));
+      const fs::path local = plan.blob_file ? plan.blob_file(item.blob->digest) : fs::path();
+      if (!local.empty()) {
+        Status st = CopyLocalBlob(out, *item.blob, local);
+        if (!st.ok()) return st.Annotate("writing blob " + item.blob->digest.str());
+      } else {
+        KILN_RETURN_IF_ERROR(CopyBlob(
+            *item.blob, source, [&](std::string_view chunk) { return out.Write(chunk); },
+            plan.source_verifies));
+      }
+      KILN_RETURN_IF_ERROR(out.Pad(item.blob->size));
     } else {
-      KILN_RETURN_IF_ERROR(WriteHeader(a.get(), what, item.name, true, 0));
-    }
-    if (archive_write_finish_entry(a.get()) != ARCHIVE_OK) {
-      return WriteError(a.get(), what, "end of " + Quote(item.name));
+      KILN_RETURN_IF_ERROR(out.Header(item.name, true, 0));
     }
   }
-  if (archive_write_close(a.get()) != ARCHIVE_OK) return WriteError(a.get(), what, "closing");
-  return Status::Ok();
+  return out.Close();
 }
 
 // Creates `path` and fills it with whatever `fill` writes to its fd, fsynced.
@@ -965,7 +1076,12 @@ Status FillLayoutDir(const fs::path& dir, const Plan& plan, const BlobSource& so
   KILN_RETURN_IF_ERROR(internal::MakeDirs(blobs));
   for (const BlobRef& b : plan.blobs) {
     const fs::path path = blobs / std::string(b.digest.hex());
+    const fs::path local = plan.blob_file ? plan.blob_file(b.digest) : fs::path();
     KILN_RETURN_IF_ERROR(WriteNewFile(path, [&](int fd) {
+      if (!local.empty()) {
+        TarOut out(fd, path.string());
+        return CopyLocalBlob(out, b, local);
+      }
       return CopyBlob(
           b, source, [&](std::string_view chunk) { return internal::WriteAll(fd, chunk, path); },
           plan.source_verifies);

@@ -151,6 +151,8 @@ using BlobSource = std::function<Status(const Digest& digest, const ByteSink& si
 // Blobs from a content store (verified as they are read). Copies the Store
 // value; nothing to keep alive.
 BlobSource StoreBlobSource(const Store& store);
+// The store's file of each blob it has, for WriteOptions::blob_file.
+std::function<std::filesystem::path(const Digest&)> StoreBlobFile(const Store& store);
 // Blobs from an opened archive or layout, which must outlive the source.
 BlobSource ArchiveBlobSource(const ImageArchive& archive);
 // Blobs held in memory, keyed by digest; shares ownership of the map.
@@ -170,6 +172,12 @@ struct WriteOptions {
   // store's reader fails a blob that does not hash to its name), so the
   // writer checks sizes only instead of hashing everything a second time.
   bool source_verifies = false;
+  // Where a blob's bytes already are in a local file (StoreBlobFile: the
+  // content store's): the body is copied file to file with copy_file_range
+  // and the file hashed on another thread meanwhile (a mismatch fails the
+  // write), instead of being streamed from the source. An empty path: the
+  // source is used.
+  std::function<std::filesystem::path(const Digest&)> blob_file;
 };
 
 // Writes a complete OCI layout directory at `dir`: oci-layout, `index_json`

@@ -121,6 +121,55 @@ TEST_F(LayoutTest, WriteRejectsWrongSourceBytes) {
   EXPECT_TRUE(test::ListDir(tmp_.path()).empty());
 }
 
+// Blobs copied file to file from the store (copy_file_range) give the same
+// bytes as streamed ones, to an archive and to a layout directory; a store
+// file that no longer matches its name fails the write.
+TEST_F(LayoutTest, BlobFilesAreCopiedAndVerified) {
+  auto store = Store::Open(tmp_.path() / "store");
+  ASSERT_TRUE(store.ok());
+  for (const auto& [digest, bytes] : *image_.blobs) ASSERT_TRUE(store->Put(bytes).ok());
+  const fs::path streamed = tmp_.path() / "streamed.tar";
+  const fs::path copied = tmp_.path() / "copied.tar";
+  ASSERT_TRUE(WriteOciArchive(streamed, image_.index_json, image_.refs, image_.source()).ok());
+  WriteOptions wo;
+  wo.blob_file = StoreBlobFile(*store);
+  Status st = WriteOciArchive(copied, image_.index_json, image_.refs, image_.source(), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(test::ReadFile(copied) == test::ReadFile(streamed));
+  auto a = ImageArchive::OpenArchive(copied);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ExpectImage(*a);
+  const fs::path dir = tmp_.path() / "layout";
+  ASSERT_TRUE(WriteOciLayout(dir, image_.index_json, image_.refs, image_.source(), wo).ok());
+  auto d = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(d.ok());
+  ExpectImage(*d);
+
+  // Damage the layer in the store (same size, other bytes).
+  const Digest layer = Sha256Of(image_.layer2);
+  const fs::path file = store->BlobPath(layer);
+  fs::permissions(file, fs::perms::owner_write, fs::perm_options::add);
+  std::string bad = image_.layer2;
+  bad[bad.size() / 2] ^= 1;
+  test::WriteFile(file, bad);
+  st =
+      WriteOciArchive(tmp_.path() / "bad.tar", image_.index_json, image_.refs, image_.source(), wo);
+  EXPECT_EQ(st.code(), StatusCode::kDigestMismatch) << st.ToString();
+  EXPECT_NE(st.message().find("the store is damaged"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(tmp_.path() / "bad.tar"));
+}
+
+// A top-level member name longer than ustar holds (no / to split at) is refused.
+TEST_F(LayoutTest, OverlongExtraFileNamesAreRefused) {
+  WriteOptions wo;
+  const std::string name(120, 'n');
+  wo.extra_files.push_back({name, "x"});
+  const fs::path out = tmp_.path() / "long.tar";
+  Status st = WriteOciArchive(out, image_.index_json, image_.refs, image_.source(), wo);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  EXPECT_NE(st.message().find("too long for a tar header"), std::string::npos) << st.message();
+}
+
 TEST_F(LayoutTest, WriteRejectsBadInput) {
   const fs::path dir = tmp_.path() / "out";
   std::vector<BlobRef> without_manifest(image_.refs.begin(), image_.refs.end() - 1);

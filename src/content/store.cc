@@ -81,9 +81,19 @@ void Writer::Abort() {
 Status Writer::Flush() {
   if (buffer_.empty()) return Status::Ok();
   Status st = internal::WriteAll(fd_, buffer_, temp_);
+  const uint64_t n = buffer_.size();
   buffer_.clear();
+  StartWriteback(n);
   if (!st.ok()) error_ = st;
   return st;
+}
+
+// Every 32 MiB, starts writeback of what is written so far (asynchronous),
+// so that the fsync of Commit() finds little left to write.
+void Writer::StartWriteback(uint64_t just_written) {
+  const uint64_t written = hash_.size() - buffer_.size();
+  const uint64_t before = written - just_written;
+  if ((before >> 25) != (written >> 25)) (void)::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 Status Writer::Write(std::string_view data) {
@@ -99,6 +109,7 @@ Status Writer::Write(std::string_view data) {
   if (data.size() >= kWriteBuffer) {
     Status st = internal::WriteAll(fd_, data, temp_);
     if (!st.ok()) error_ = st;
+    StartWriteback(data.size());
     return st;
   }
   buffer_.append(data);

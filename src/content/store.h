@@ -88,6 +88,7 @@ class Writer {
   friend class Store;
   Writer(std::filesystem::path blobs_dir, std::filesystem::path temp, int fd);
   Status Flush();
+  void StartWriteback(uint64_t just_written);
   // Flush(), or the pending write error; on any error the temp file is removed.
   Status FlushOrAbort();
   // Makes the verified temp file visible as blobs/sha256/<digest hex>.
