@@ -9,6 +9,11 @@ Usage: bench/build_bench.py [BUILD_DIR] [options]      (bench/run.sh calls it)
   --cold N --warm N --incr N
                      timed runs per phase and side (default 3, 5, 5)
   --large-mb MB      size of the large case (default 200)
+  --push             build and push to the fixture registry instead of writing
+                     an archive: kiln `build --push -t REG/REPO`; buildah
+                     `build` then `push docker://REG/REPO` (a fresh
+                     repository per cold run; warm and incremental runs push
+                     again to the last cold run's repository)
   --markdown FILE    also write the results table (markdown) to FILE
   --keep             keep the work directory (printed) instead of deleting it
 
@@ -276,14 +281,22 @@ class Sides:
         self.registry = registry
 
     # kiln ---------------------------------------------------------------
-    def kiln(self, root, ctx, out):
+    def kiln(self, root, ctx, out, repo=None):
+        """Builds into an OCI archive, or with --push pushes to REGISTRY/repo."""
         cmd = [self.args.kiln, "--root", root, "build", "--progress", "plain",
-               "--build-arg", "REGISTRY=" + self.registry, "-o", "type=oci,dest=" + out, ctx]
-        r = run_timed(cmd)
+               "--build-arg", "REGISTRY=" + self.registry]
+        if self.args.push:
+            cmd += ["--push", "-t", "%s/%s:latest" % (self.registry, repo)]
+        else:
+            cmd += ["-o", "type=oci,dest=" + out]
+        r = run_timed(cmd + [ctx])
         digest = r.out.strip().splitlines()[-1] if r.out.strip() else ""
         if not digest.startswith("sha256:"):
             raise BenchError("kiln printed no digest on stdout: %r" % r.out)
-        check_archive(out, "kiln")
+        if self.args.push:
+            check_pushed(self.registry, repo, digest, "kiln")
+        else:
+            check_archive(out, "kiln")
         r.digest = digest
         return r
 
@@ -292,7 +305,7 @@ class Sides:
         return ["buildah", "--storage-driver", "overlay", "--root", os.path.join(store, "root"),
                 "--runroot", os.path.join(store, "run")]
 
-    def buildah(self, store, ctx, out, name):
+    def buildah(self, store, ctx, out, name, repo=None):
         base = self.buildah_base(store)
         if os.path.exists(out):
             os.unlink(out)  # outside the timing: each push writes a new archive
@@ -300,15 +313,41 @@ class Sides:
                               "--build-arg", "REGISTRY=" + self.registry, "-t", name, ctx],
                       merge=True)
         # No sync between build and push: one sequence, as kiln's one process.
-        p = run_timed(base + ["push", "--quiet", name, "oci-archive:" + out + ":latest"],
-                      merge=True, sync=False)
-        check_archive(out, "buildah")
+        if self.args.push:
+            dest = "docker://%s/%s:latest" % (self.registry, repo)
+            p = run_timed(base + ["push", "--quiet", "--tls-verify=false", name, dest],
+                          merge=True, sync=False)
+            check_pushed(self.registry, repo, None, "buildah")
+        else:
+            p = run_timed(base + ["push", "--quiet", name, "oci-archive:" + out + ":latest"],
+                          merge=True, sync=False)
+            check_archive(out, "buildah")
         r = Run(b.elapsed + p.elapsed, "", b.lines, b.start)
         r.build_s, r.push_s = b.elapsed, p.elapsed
         return r
 
     def buildah_reset(self, store):
         remove_tree(store)
+
+
+def check_pushed(registry, repo, digest, who):
+    """The registry has REPO:latest (with `digest` when given)."""
+    import urllib.request
+    req = urllib.request.Request(
+        "http://%s/v2/%s/manifests/latest" % (registry, repo), method="HEAD",
+        headers={"Accept": ", ".join([
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json"])})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            got = resp.headers.get("Docker-Content-Digest", "")
+    except OSError as e:
+        raise BenchError("%s: %s/%s:latest is not in the registry: %s" % (who, registry, repo, e))
+    if digest and got != digest:
+        raise BenchError("%s: the registry has %s for %s:latest, kiln printed %s" %
+                         (who, got, repo, digest))
 
 
 def unmount_under(path):
@@ -371,6 +410,8 @@ def main():
                     help="incremental runs per side (default 5)")
     ap.add_argument("--large-mb", type=int, default=200,
                     help="size of the large case in MB (default 200)")
+    ap.add_argument("--push", action="store_true",
+                    help="build and push to the fixture registry instead of writing archives")
     ap.add_argument("--markdown", metavar="FILE", help="also write the table to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
@@ -472,8 +513,8 @@ def bench(args, cases, work, state):
         for i in range(args.cold):
             remove_tree(kroot)
             sides.buildah_reset(bstore)
-            k = sides.kiln(kroot, ctx, kout)
-            b = sides.buildah(bstore, ctx, bout, name)
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, i))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, i))
             times["cold"][0].append(k.elapsed)
             times["cold"][1].append(b.elapsed)
             cold_digests.append(k.digest)
@@ -482,8 +523,8 @@ def bench(args, cases, work, state):
                 (i + 1, k.elapsed, b.elapsed, b.build_s, b.push_s))
         warm_digests = []
         for i in range(args.warm):
-            k = sides.kiln(kroot, ctx, kout)
-            b = sides.buildah(bstore, ctx, bout, name)
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1))
             times["warm"][0].append(k.elapsed)
             times["warm"][1].append(b.elapsed)
             warm_digests.append(k.digest)
@@ -504,8 +545,8 @@ def bench(args, cases, work, state):
         for i in range(args.incr):
             with open(os.path.join(ctx, changed), "a") as f:
                 f.write("change %d\n" % (i + 1))
-            k = sides.kiln(kroot, ctx, kout)
-            b = sides.buildah(bstore, ctx, bout, name)
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1))
             if k.digest == prev:
                 raise BenchError("%s: kiln gave the same digest %s after %s changed" %
                                  (case, prev, changed))
@@ -516,7 +557,7 @@ def bench(args, cases, work, state):
                 (i + 1, k.elapsed, b.elapsed, b.build_s, b.push_s))
         for p in ("cold", "warm", "incr"):
             results.append((case, p, times[p][0], times[p][1]))
-        if case == "large":
+        if case == "large" and not args.push:
             notes.extend(large_analysis(args, work, ctx, kout, last_cold))
         remove_tree(kroot)
         sides.buildah_reset(bstore)
@@ -538,6 +579,8 @@ def bench(args, cases, work, state):
         with open(args.markdown, "w") as f:
             f.write("Machine: %s; %s; %s; %s\n\n" % (info["machine"], info["kiln"], info["buildah"],
                                                    info["crun"]))
+            f.write("Output: %s\n\n" % ("pushed to the loopback registry" if args.push
+                                         else "an OCI archive"))
             f.write(table + "\n")
             for n in notes:
                 f.write("\n- " + n)
