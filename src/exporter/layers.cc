@@ -131,14 +131,42 @@ class Exporter {
     Layer* layer = job.layer;
     KILN_ASSIGN_OR_RETURN(content::Writer writer, store_.NewWriter());
     util::Sha256 diff;
-    KILN_ASSIGN_OR_RETURN(
-        std::unique_ptr<util::Compressor> compressor,
-        util::NewCompressor(
-            options_.compression, [&writer](std::string_view c) { return writer.Write(c); },
-            options_.level));
+    // Compressed bytes go to the store (hashed and written) on a third
+    // thread, so this one only compresses.
+    ChunkQueue written;
+    Status write_status;
+    std::thread store_writer([&] {
+      while (std::optional<std::string> chunk = written.Pop()) {
+        write_status = writer.Write(*chunk);
+        if (!write_status.ok()) {
+          written.Close();
+          return;
+        }
+      }
+    });
+    std::string out_pending;
+    auto flush_out = [&]() -> Status {
+      if (out_pending.empty()) return Status::Ok();
+      if (!written.Push(std::move(out_pending))) {
+        return Status::Cancelled("layer export stopped");
+      }
+      out_pending.clear();
+      return Status::Ok();
+    };
+    Result<std::unique_ptr<util::Compressor>> made = util::NewCompressor(
+        options_.compression,
+        [&](std::string_view c) -> Status {
+          out_pending.append(c);
+          return out_pending.size() >= (1u << 20) ? flush_out() : Status::Ok();
+        },
+        options_.level);
     ChunkQueue queue;
     Status source_status;
     std::thread producer([&] {
+      if (!made.ok()) {
+        queue.Finish();
+        return;
+      }
       std::string pending;
       auto sink = [&](std::string_view chunk) -> Status {
         diff.Update(chunk);
@@ -159,19 +187,24 @@ class Exporter {
       if (source_status.ok() && !pending.empty()) (void)queue.Push(std::move(pending));
       queue.Finish();
     });
-    Status compress_status;
-    while (std::optional<std::string> chunk = queue.Pop()) {
-      compress_status = compressor->Write(*chunk);
-      if (!compress_status.ok()) {
-        queue.Close();
-        break;
-      }
-      Progress(chunk->size());
+    Status compress_status = made.status();
+    while (compress_status.ok()) {
+      std::optional<std::string> chunk = queue.Pop();
+      if (!chunk) break;
+      compress_status = (*made)->Write(*chunk);
+      if (compress_status.ok()) Progress(chunk->size());
     }
+    if (!compress_status.ok()) queue.Close();
     producer.join();
+    if (compress_status.ok() && source_status.ok()) compress_status = (*made)->Finish();
+    if (compress_status.ok() && source_status.ok()) compress_status = flush_out();
+    written.Finish();
+    store_writer.join();
+    // The first failure stopped the others, which then report a stop: the
+    // writer's error first, then the compressor's, then the source's.
+    KILN_RETURN_IF_ERROR(write_status);
     KILN_RETURN_IF_ERROR(compress_status);
     KILN_RETURN_IF_ERROR(source_status);
-    KILN_RETURN_IF_ERROR(compressor->Finish());
     const uint64_t size = writer.size();
     const uint64_t raw = diff.size();
     KILN_ASSIGN_OR_RETURN(util::Digest digest, writer.Commit());

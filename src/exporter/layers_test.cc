@@ -240,6 +240,23 @@ TEST_F(LayersTest, ForceRecompressesPulledLayersOnce) {
   EXPECT_EQ((*same)[0].blob.digest, (*kept)[0].blob.digest);
 }
 
+TEST_F(LayersTest, RecompressionChecksTheDiffId) {
+  const std::string base = Pulled("base", "content");
+  ASSERT_TRUE(
+      snaps_->SetLabel(base, snapshot::kLabelLayerDiffId, util::Sha256Of("other").str()).ok());
+  LayerOptions zstd;
+  zstd.compression = util::Compression::kZstd;
+  zstd.force = true;
+  auto l = Export(base, zstd);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kDigestMismatch);
+  EXPECT_NE(l.status().message().find("not to its diff_id " + util::Sha256Of("other").str()),
+            std::string::npos)
+      << l.status().message();
+  auto again = Export(base, zstd);
+  EXPECT_FALSE(again.ok()) << "nothing was labelled";
+}
+
 TEST_F(LayersTest, ReportsOneExportTask) {
   const std::string top = Built("", "f", std::string(1000, 'r'));
   std::vector<util::TaskUpdate> seen;
