@@ -25,6 +25,7 @@
 #include <set>
 #include <sstream>
 
+#include "executor/emulation.h"
 #include "util/io.h"
 #include "util/rootfs.h"
 #include "util/userdb.h"
@@ -456,7 +457,25 @@ Status Executor::Run(const ProcessSpec& process, const RunOptions& options) {
   return impl_->Run(process, options);
 }
 
-Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& options) {
+Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) {
+  // A foreign architecture runs through its binfmt_misc emulator; one
+  // registered without the F flag must be visible inside the root.
+  RunOptions with_emulator;
+  const RunOptions* chosen = &given;
+  if (!given.arch.empty()) {
+    KILN_ASSIGN_OR_RETURN(std::optional<Emulator> emulator, FindEmulator(given.arch));
+    if (emulator && !emulator->fix_binary) {
+      with_emulator = given;
+      Mount m;
+      m.type = Mount::Type::kBind;
+      m.source = emulator->interpreter.string();
+      m.dest = emulator->interpreter.string();
+      m.readonly = true;
+      with_emulator.mounts.push_back(std::move(m));
+      chosen = &with_emulator;
+    }
+  }
+  const RunOptions& options = *chosen;
   if (options.cancel) KILN_RETURN_IF_ERROR(options.cancel->Check());
   if (process.args.empty())
     return Status::InvalidArgument("executor: the process has no arguments");

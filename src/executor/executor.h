@@ -63,6 +63,11 @@ struct RunOptions {
   std::function<void(std::string_view)> on_stdout;  // may be null
   std::function<void(std::string_view)> on_stderr;  // may be null
   util::Canceller* cancel = nullptr;
+  // The process's architecture (Go name: "arm64", "arm", ...); "" = the
+  // host's. A foreign one runs through its binfmt_misc emulator (see
+  // emulation.h); kFailedPrecondition saying how to install one when none
+  // is registered.
+  std::string arch;
 };
 
 struct Options {

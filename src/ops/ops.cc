@@ -326,6 +326,7 @@ class ExecOpImpl : public solver::Op {
     ro.cancel = ctx.cancel;
     ro.on_stdout = ctx.log;
     ro.on_stderr = ctx.log;
+    if (v_->constraints.platform) ro.arch = v_->constraints.platform->architecture;
     std::vector<InputTree> views;
     views.reserve(op_.mounts.size());
     std::vector<std::pair<int, snapshot::Active>> writable;  // (output, active)

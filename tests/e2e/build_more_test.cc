@@ -801,4 +801,22 @@ TEST_F(RunMountTest, BindMountFromAStageResolvesSymlinksInsideIt) {
       << "the build wrote into the host directory";
 }
 
+// ------------------------------------------------------------ foreign architectures
+
+using ForeignArchTest = BuildTest;
+
+// A RUN of an arm64 stage goes through QEMU's binfmt_misc handler
+// (tests/setup-binfmt.sh, run by `make test`, registers it).
+TEST_F(ForeignArchTest, RunOfAnArm64StageUsesTheEmulator) {
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM --platform=linux/arm64 ${REGISTRY}/busybox-multi:latest\n"
+            "RUN uname -m > /arch\n");
+  RunResult r = Build();
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  OciImage img = Image();
+  EXPECT_EQ(img.files["arch"].data, "aarch64\n");
+  EXPECT_EQ(nlohmann::json::parse(img.config_json)["architecture"], "arm64");
+}
+
 }  // namespace
