@@ -1,0 +1,1 @@
+// Placeholder: filled in by the engineer working on this file.
