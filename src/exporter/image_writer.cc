@@ -2,8 +2,10 @@
 
 #include <ctime>
 
+#include "image/index.h"
 #include "image/manifest.h"
 #include "image/media_types.h"
+#include "image/platform.h"
 #include "util/base64.h"
 
 namespace kiln::exporter {
@@ -101,6 +103,42 @@ Result<WrittenImage> WriteImage(const content::Store& store, const ImageRequest&
   out.manifest.media_type = m.media_type;
   out.manifest.digest = manifest_digest;
   out.manifest.size = static_cast<int64_t>(out.manifest_bytes.size());
+  return out;
+}
+
+Result<WrittenIndex> WriteIndex(const content::Store& store, std::vector<PlatformImage> images,
+                                bool oci_mediatypes) {
+  const std::string_view manifest_type =
+      oci_mediatypes ? image::kMediaTypeOciManifest : image::kMediaTypeDockerManifest;
+  image::Index index;
+  index.media_type =
+      std::string(oci_mediatypes ? image::kMediaTypeOciIndex : image::kMediaTypeDockerManifestList);
+  for (size_t i = 0; i < images.size(); ++i) {
+    const PlatformImage& pi = images[i];
+    for (size_t j = 0; j < i; ++j) {
+      if (images[j].platform == pi.platform) {
+        return Status::InvalidArgument("two images for platform " + image::Format(pi.platform));
+      }
+    }
+    if (pi.image.manifest.media_type != manifest_type) {
+      return Status::InvalidArgument("the image for " + image::Format(pi.platform) + " is a " +
+                                     pi.image.manifest.media_type + ", not a " +
+                                     std::string(manifest_type));
+    }
+    image::Descriptor d;
+    d.media_type = pi.image.manifest.media_type;
+    d.digest = pi.image.manifest.digest;
+    d.size = pi.image.manifest.size;
+    d.platform = pi.platform;
+    index.manifests.push_back(std::move(d));
+  }
+  WrittenIndex out;
+  out.bytes = index.ToJson();
+  KILN_ASSIGN_OR_RETURN(util::Digest digest, store.Put(out.bytes));
+  out.descriptor.media_type = index.media_type;
+  out.descriptor.digest = digest;
+  out.descriptor.size = static_cast<int64_t>(out.bytes.size());
+  out.images = std::move(images);
   return out;
 }
 

@@ -52,6 +52,26 @@ struct WrittenImage {
 // Writes config and manifest into `store`.
 Result<WrittenImage> WriteImage(const content::Store& store, const ImageRequest& request);
 
+// One platform's image of a multi-platform build.
+struct PlatformImage {
+  image::Platform platform;  // os, architecture and variant (kept, unlike BuildKit 0.10)
+  WrittenImage image;
+};
+
+// An OCI image index (or, without OCI media types, a Docker manifest list)
+// over per-platform images, in the store.
+struct WrittenIndex {
+  image::Descriptor descriptor;  // the index itself
+  std::string bytes;
+  std::vector<PlatformImage> images;  // in the index's order
+};
+
+// Writes the index of `images` (in the order given) into `store`; every
+// manifest gets its platform. kInvalidArgument when two images have the same
+// platform or an image's manifest media type does not fit the index's.
+Result<WrittenIndex> WriteIndex(const content::Store& store, std::vector<PlatformImage> images,
+                                bool oci_mediatypes);
+
 // "2023-11-14T22:13:20Z" for 1700000000: the RFC 3339 form Go gives a
 // time.Unix(epoch, 0).UTC().
 std::string EpochTime(int64_t seconds);

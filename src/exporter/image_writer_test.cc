@@ -129,6 +129,43 @@ TEST_F(ImageWriterTest, DockerMediaTypes) {
   EXPECT_EQ(m["layers"][0]["digest"], req.layers[0].blob.digest.str()) << "same blob";
 }
 
+TEST_F(ImageWriterTest, IndexOverPlatformsKeepsVariants) {
+  auto one = [&](const std::string& arch, const std::string& variant, bool oci) {
+    ImageRequest req;
+    req.config = Template(R"({"architecture":")" + arch + R"(","os":"linux"})");
+    req.layers = {FakeLayer(arch + variant, "")};
+    req.oci_mediatypes = oci;
+    auto img = WriteImage(store_, req);
+    KILN_CHECK(img.ok(), img.status().ToString());
+    image::Platform p;
+    p.os = "linux";
+    p.architecture = arch;
+    p.variant = variant;
+    return PlatformImage{p, *img};
+  };
+  auto index = WriteIndex(store_, {one("amd64", "", true), one("arm", "v7", true)}, true);
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  EXPECT_EQ(index->descriptor.media_type, "application/vnd.oci.image.index.v1+json");
+  EXPECT_TRUE(store_.Has(index->descriptor.digest));
+  const json j = json::parse(index->bytes);
+  ASSERT_EQ(j["manifests"].size(), 2u);
+  EXPECT_EQ(j["manifests"][0]["platform"], json::parse(R"({"architecture":"amd64","os":"linux"})"));
+  EXPECT_EQ(j["manifests"][1]["platform"],
+            json::parse(R"({"architecture":"arm","os":"linux","variant":"v7"})"));
+  EXPECT_EQ(j["manifests"][1]["digest"], index->images[1].image.manifest.digest.str());
+
+  auto list = WriteIndex(store_, {one("amd64", "", false), one("arm64", "", false)}, false);
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  EXPECT_EQ(json::parse(list->bytes)["mediaType"],
+            "application/vnd.docker.distribution.manifest.list.v2+json");
+
+  auto twice = WriteIndex(store_, {one("amd64", "", true), one("amd64", "", true)}, true);
+  EXPECT_EQ(twice.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(twice.status().message(), "two images for platform linux/amd64");
+  auto mixed = WriteIndex(store_, {one("amd64", "", false)}, true);
+  EXPECT_EQ(mixed.status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(ImageWriterTest, HistoryIsPaddedOrTrimmedToTheLayers) {
   ImageRequest req;
   req.config =
