@@ -555,30 +555,34 @@ std::string CanonicalEncoding(const Vertex& v) {
   return w.Take();
 }
 
-Definition Marshal(const Output& root) {
+Definition Marshal(const Output& root) { return MarshalAll({root}); }
+
+Definition MarshalAll(const std::vector<Output>& roots) {
   Definition def;
-  def.root = root;
-  if (root.scratch()) return def;
+  def.roots = roots;
+  if (!roots.empty()) def.root = roots.front();
   // Digests already on the stack or emitted; the views point into vertices
-  // that `root` keeps alive.
+  // that `roots` keep alive.
   std::unordered_set<std::string_view> seen;
-  // Depth-first with an explicit stack (a chain may be 100,000 deep): each
-  // frame is a vertex and the next of its inputs to visit. A vertex is
-  // emitted when all its inputs are, so inputs come before their users.
-  std::vector<std::pair<VertexPtr, size_t>> stack;
-  seen.insert(root.vertex->digest.str());
-  stack.emplace_back(root.vertex, 0);
-  while (!stack.empty()) {
-    auto& [vertex, next] = stack.back();
-    if (next < vertex->inputs.size()) {
-      const Output& in = vertex->inputs[next++];
-      if (!in.scratch() && seen.insert(in.vertex->digest.str()).second) {
-        stack.emplace_back(in.vertex, 0);  // invalidates `vertex` and `next`
+  for (const Output& root : roots) {
+    if (root.scratch() || !seen.insert(root.vertex->digest.str()).second) continue;
+    // Depth-first with an explicit stack (a chain may be 100,000 deep): each
+    // frame is a vertex and the next of its inputs to visit. A vertex is
+    // emitted when all its inputs are, so inputs come before their users.
+    std::vector<std::pair<VertexPtr, size_t>> stack;
+    stack.emplace_back(root.vertex, 0);
+    while (!stack.empty()) {
+      auto& [vertex, next] = stack.back();
+      if (next < vertex->inputs.size()) {
+        const Output& in = vertex->inputs[next++];
+        if (!in.scratch() && seen.insert(in.vertex->digest.str()).second) {
+          stack.emplace_back(in.vertex, 0);  // invalidates `vertex` and `next`
+        }
+        continue;
       }
-      continue;
+      def.vertices.push_back(std::move(vertex));
+      stack.pop_back();
     }
-    def.vertices.push_back(std::move(vertex));
-    stack.pop_back();
   }
   return def;
 }

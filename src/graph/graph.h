@@ -192,9 +192,14 @@ std::string CanonicalEncoding(const Vertex& v);
 // before users; `root` is the requested result (scratch for an empty image).
 struct Definition {
   std::vector<VertexPtr> vertices;
-  Output root;
+  Output root;                // roots[0]
+  std::vector<Output> roots;  // one per requested result (a platform's, say)
 };
 Definition Marshal(const Output& root);
+// The graph reachable from several outputs (one build for several
+// platforms): a vertex they share appears once, inputs before their users.
+// `roots` must not be empty.
+Definition MarshalAll(const std::vector<Output>& roots);
 
 // The vertex of `def` with this digest, or null.
 VertexPtr FindVertex(const Definition& def, const Digest& digest);

@@ -527,6 +527,22 @@ TEST(Marshal, EqualDigestsCollapseToTheFirstSeen) {
   EXPECT_EQ(Kinds(def), (std::vector<std::string>{"source local://ctx", "file", "merge"}));
 }
 
+// Several roots (one per platform): shared vertices once, each root's graph
+// after the roots before it; scratch and repeated roots add nothing.
+TEST(Marshal, AllRootsShareVertices) {
+  Output ctx = Source(SourceOp{"local://context", {}}, {});
+  Output a = Exec(ctx, {"build-a"});
+  Output b = Exec(ctx, {"build-b"});
+  Definition def = MarshalAll({a, b, Output{}, a});
+  EXPECT_EQ(Kinds(def),
+            (std::vector<std::string>{"source local://context", "exec build-a", "exec build-b"}));
+  ASSERT_EQ(def.roots.size(), 4u);
+  EXPECT_EQ(def.root.vertex, a.vertex);
+  EXPECT_EQ(def.roots[1].vertex, b.vertex);
+  EXPECT_TRUE(def.roots[2].scratch());
+  EXPECT_EQ(Marshal(b).roots.size(), 1u);
+}
+
 TEST(Marshal, DiamondOnce) {
   Output a = Alpine();
   Output left = Exec(a, {"left"});
