@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -21,7 +20,9 @@
 #include "buildinfo/attrs.h"
 #include "buildinfo/exporter.h"
 #include "buildinfo/merge.h"
+#include "buildinfo/redact.h"
 #include "buildinfo/walk.h"
+#include "cli/progress.h"
 #include "cli/ref_index.h"
 #include "cli/resolver.h"
 #include "content/store.h"
@@ -39,6 +40,7 @@
 #include "solver/cache_store.h"
 #include "solver/solver.h"
 #include "source/dockerignore.h"
+#include "source/git.h"
 #include "source/http.h"
 #include "source/image.h"
 #include "source/local.h"
@@ -108,100 +110,6 @@ class SignalWatcher {
 
  private:
   std::thread thread_;
-};
-
-// BuildKit's plain progress format on stderr.
-class Progress {
- public:
-  explicit Progress(bool quiet) : quiet_(quiet) {}
-
-  void Event(const solver::Event& e) {
-    std::lock_guard<std::mutex> lock(mu_);
-    const int n = Number(e.vertex);
-    std::deque<std::string>& tail = tails_[e.vertex];
-    switch (e.kind) {
-      case solver::Event::Kind::kStarted:
-        Print("#" + std::to_string(n) + " " + e.name + "\n");
-        break;
-      case solver::Event::Kind::kCached:
-        Print("#" + std::to_string(n) + " " + e.name + "\n#" + std::to_string(n) + " CACHED\n");
-        break;
-      case solver::Event::Kind::kLog: {
-        std::string& partial = partial_[e.vertex];
-        partial += e.data;
-        size_t nl;
-        while ((nl = partial.find('\n')) != std::string::npos) {
-          std::string line = partial.substr(0, nl);
-          partial.erase(0, nl + 1);
-          Print("#" + std::to_string(n) + " " + line + "\n");
-          tail.push_back(line);
-          if (tail.size() > 10) tail.pop_front();
-        }
-        break;
-      }
-      case solver::Event::Kind::kCompleted: {
-        char secs[32];
-        std::snprintf(secs, sizeof secs, "%.1fs", std::chrono::duration<double>(e.elapsed).count());
-        Print("#" + std::to_string(n) + " DONE " + secs + "\n");
-        break;
-      }
-      case solver::Event::Kind::kError:
-        if (!partial_[e.vertex].empty()) {
-          tail.push_back(partial_[e.vertex]);
-          if (tail.size() > 10) tail.pop_front();
-        }
-        Print("#" + std::to_string(n) + " ERROR: " + e.data + "\n");
-        failed_ = e.vertex;
-        break;
-    }
-  }
-
-  // Where the failing step is and what it printed last, for the error
-  // message: "\n  Dockerfile:4\n     4 | RUN make\n  last output:\n  > ...".
-  std::string FailureContext(const graph::Definition& def, const std::string& dockerfile) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!failed_ || *failed_ >= def.vertices.size()) return "";
-    std::string out;
-    const auto& desc = def.vertices[*failed_]->constraints.description;
-    if (auto it = desc.find(std::string(graph::kDescriptionLocation)); it != desc.end()) {
-      out += "\n  " + it->second;
-      const size_t colon = it->second.rfind(':');
-      const int line = std::atoi(it->second.c_str() + colon + 1);
-      std::istringstream in(dockerfile);
-      std::string text;
-      for (int i = 1; std::getline(in, text); ++i) {
-        if (i == line) {
-          char num[16];
-          std::snprintf(num, sizeof num, "%6d", line);
-          out += "\n" + std::string(num) + " | " + text;
-          break;
-        }
-      }
-    }
-    if (!tails_[*failed_].empty()) {
-      out += "\n  last output:";
-      for (const std::string& l : tails_[*failed_]) out += "\n  > " + l;
-    }
-    return out;
-  }
-
- private:
-  int Number(size_t vertex) {
-    auto [it, fresh] = numbers_.try_emplace(vertex, next_);
-    if (fresh) ++next_;
-    return it->second;
-  }
-  void Print(const std::string& s) {
-    if (!quiet_) std::fputs(s.c_str(), stderr);
-  }
-
-  std::mutex mu_;
-  bool quiet_;
-  std::map<size_t, int> numbers_;
-  int next_ = 1;
-  std::map<size_t, std::deque<std::string>> tails_;
-  std::map<size_t, std::string> partial_;
-  std::optional<size_t> failed_;
 };
 
 Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::string>& specs) {
@@ -296,9 +204,18 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   SignalWatcher signals(&cancel);
   KILN_ASSIGN_OR_RETURN(RootLock lock, RootLock::Acquire(global.root, false));
 
-  const fs::path context = options.context.empty() ? fs::path(".") : fs::path(options.context);
-  const fs::path file = options.file.empty() ? context / "Dockerfile" : fs::path(options.file);
-  KILN_ASSIGN_OR_RETURN(std::string dockerfile, ReadText(file, "Dockerfile"));
+  // The build context: a local directory, or a remote one (a git repository
+  // or an HTTP(S) URL, R26) whose Dockerfile is read once the sources are open.
+  const std::string context_arg = options.context.empty() ? "." : options.context;
+  const bool remote_context = IsRemoteContext(context_arg);
+  const fs::path context = remote_context ? fs::path() : fs::path(context_arg);
+  const fs::path file = !options.file.empty() ? fs::path(options.file)
+                        : remote_context      ? fs::path("Dockerfile")
+                                              : context / "Dockerfile";
+  std::string dockerfile_text;  // as read; `dockerfile` below is what errors show
+  if (!remote_context) {
+    KILN_ASSIGN_OR_RETURN(dockerfile_text, ReadText(file, "Dockerfile"));
+  }
 
   // Build request, as buildx sends it.
   dockerfile::ConvertOptions opt;
@@ -309,6 +226,11 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   if (!options.target.empty()) attrs["target"] = options.target;
   KILN_RETURN_IF_ERROR(
       ApplyFrontendFlags(options.platform, options.build_args, options.build_contexts, &opt));
+  KILN_ASSIGN_OR_RETURN(auto local_contexts, TakeLocalNamedContexts(&opt));
+  if (remote_context) {
+    opt.context = context_arg;
+    attrs["context"] = bi::RedactUrl(context_arg);  // K8, K13
+  }
   if (!options.platform.empty()) attrs["platform"] = options.platform;
   for (const auto& [k, v] : opt.build_args) attrs["build-arg:" + k] = v;
   for (const auto& [k, v] : opt.named_contexts) attrs["context:" + k] = v;
@@ -389,12 +311,32 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
                         source::HttpSource::Open(store, global.root / "http-cache.db"));
   step.reset();
   source::ImageSource images(&client, store, snapshots);
+  KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::GitSource> git,
+                        source::GitSource::Open(global.root, snapshots));
+
+  ops::Environment env;
+  env.store = &store;
+  env.snapshots = snapshots;
+  env.images = &images;
+  env.http = http.get();
+  env.git = git.get();
+  env.secrets = std::move(secrets);
+  env.cache_mounts_dir = global.root / "cache-mounts";
+  if (remote_context) {
+    KILN_ASSIGN_OR_RETURN(
+        RemoteDockerfile remote,
+        ReadRemoteDockerfile(context_arg, file.string(), &env, global.root / "tmp", &cancel));
+    dockerfile_text = std::move(remote.text);
+    opt.context_is_archive = remote.context_is_archive;
+  }
+  // The Dockerfile as errors quote it: credentials in its URLs masked (K8).
+  const std::string dockerfile = bi::RedactText(dockerfile_text);
 
   RegistryImageResolver resolver(&client, &store);
   opt.resolver = &resolver;
   static util::Metric convert_metric("frontend (resolve+convert)");
   phase.emplace(&convert_metric);
-  Result<dockerfile::ConvertResult> converted_or = dockerfile::ConvertToGraph(dockerfile, opt);
+  Result<dockerfile::ConvertResult> converted_or = dockerfile::ConvertToGraph(dockerfile_text, opt);
   if (!converted_or.ok()) return converted_or.status();
   dockerfile::ConvertResult converted = std::move(converted_or).value();
   static util::Metric plan_metric("context + plan");
@@ -405,23 +347,16 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
 
   // The build context, filtered by <Dockerfile>.dockerignore or CONTEXT/.dockerignore.
   source::LocalOptions lopt;
-  lopt.dir = fs::absolute(context);
+  if (!remote_context) lopt.dir = fs::absolute(context);
   lopt.index_dir = global.root / "contexts";
   fs::path ignore = file;
   ignore += ".dockerignore";
   if (!fs::exists(ignore)) ignore = context / ".dockerignore";
-  if (fs::exists(ignore)) {
+  if (!remote_context && fs::exists(ignore)) {
     KILN_ASSIGN_OR_RETURN(std::string text, ReadText(ignore, ".dockerignore"));
     KILN_ASSIGN_OR_RETURN(lopt.excludes, source::IgnoreMatcher::Parse(text));
   }
 
-  ops::Environment env;
-  env.store = &store;
-  env.snapshots = snapshots;
-  env.images = &images;
-  env.http = http.get();
-  env.secrets = std::move(secrets);
-  env.cache_mounts_dir = global.root / "cache-mounts";
   const graph::Definition def = graph::Marshal(converted.root);
   std::mutex executor_mu;
   std::unique_ptr<executor::Executor> executor;
@@ -434,12 +369,26 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     }
     return executor.get();
   };
-  if (fs::is_directory(context)) {
+  if (!remote_context && fs::is_directory(context)) {
     KILN_ASSIGN_OR_RETURN(env.locals["context"], source::LocalContext::Open(lopt));
+  }
+  // Named contexts that are directories, each with its own DIR/.dockerignore.
+  for (const auto& [name, dir] : local_contexts) {
+    source::LocalOptions nl;
+    nl.dir = dir;
+    nl.index_dir = global.root / "contexts";
+    if (fs::exists(dir / ".dockerignore")) {
+      KILN_ASSIGN_OR_RETURN(std::string text, ReadText(dir / ".dockerignore", ".dockerignore"));
+      KILN_ASSIGN_OR_RETURN(nl.excludes, source::IgnoreMatcher::Parse(text));
+    }
+    KILN_ASSIGN_OR_RETURN(env.locals[name], source::LocalContext::Open(nl));
   }
 
   KILN_ASSIGN_OR_RETURN(ops::Plan plan, ops::PlanGraph(def, &env));
-  Progress progress(options.progress == "quiet");
+  ProgressOptions popt;
+  KILN_ASSIGN_OR_RETURN(popt.mode, ParseProgressMode(options.progress));
+  for (const solver::Vertex& v : plan.vertices) popt.vertex_digests.push_back(v.digest.str());
+  Progress progress(std::move(popt));
   std::string top;
   static util::Metric solve_metric("solve");
   phase.emplace(&solve_metric);
@@ -502,6 +451,13 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   out_env.state_dir = global.root / "outputs";
   out_env.cancel = &cancel;
   out_env.source_date_epoch = epoch;
+  out_env.report = [&progress](const util::TaskUpdate& u) { progress.Task(u); };
+  for (const bi::Source& s : record.sources) {
+    if (s.type != bi::kTypeDockerImage) continue;
+    if (Result<image::Reference> from = image::ParseNormalizedNamed(s.ref); from.ok()) {
+      out_env.mount_from.push_back(*std::move(from));
+    }
+  }
   // Layers per variant (compression, clamp), each exported once.
   std::map<std::string, std::vector<exporter::Layer>> layers_by_variant;
   auto layers_for =
@@ -579,10 +535,8 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
       return Status::IOError("cannot write metadata file " + options.metadata_file);
     }
   }
-  if (options.progress != "quiet") {
-    std::fprintf(stderr, "#%s exporting: %d layers compressed, %d reused\n", "-", stats.compressed,
-                 stats.reused);
-  }
+  progress.Finish("exporting: " + std::to_string(stats.compressed) + " layers compressed, " +
+                  std::to_string(stats.reused) + " reused");
   if (!img) return std::string();
   return img->manifest.digest.str() + "\n";
 }

@@ -3,8 +3,8 @@
 //   build [-f FILE] [-t NAME]... [--build-arg K=V]... [--target T]
 //         [--platform P] [--secret id=ID,src=FILE|env=VAR]... [--no-cache]
 //         [--no-cache-filter STAGE]... [--build-context NAME=VALUE]...
-//         [-o type=oci,dest=FILE[,tar=false]]... [--metadata-file F]
-//         [--progress auto|plain|quiet] CONTEXT
+//         [-o TYPE,OPTIONS...]... [--push] [--metadata-file F]
+//         [--progress auto|tty|plain|quiet|rawjson] CONTEXT
 //
 // One process, no daemon: state under ROOT (content store, snapshots,
 // cache.db, contexts/, http-cache.db, cache-mounts/, executor/). A build
@@ -13,10 +13,10 @@
 // SIGINT/SIGTERM cancel the build: running containers are killed, nothing
 // half-made is committed, and the next build starts clean.
 //
-// Progress goes to stderr (BuildKit's plain format: "#N name", output
-// lines, "#N DONE 0.3s" / "#N CACHED"). The image's digest is printed on
-// stdout. A failing step's error names the step, its Dockerfile line and
-// the last lines of its output.
+// Progress goes to stderr (cli/progress.h: a live display on a terminal,
+// BuildKit's plain format otherwise: "#N name", output lines, "#N DONE
+// 0.3s" / "#N CACHED"). The image's digest is printed on stdout. A failing step's error names the
+// step, its Dockerfile line and the last lines of its output.
 //
 // Called by main.cc only.
 #pragma once
@@ -43,7 +43,7 @@ struct BuildOptions {
   std::vector<std::string> outputs;         // -o specs
   bool push = false;                        // --push: type=image,push=true
   std::string metadata_file;
-  std::string progress = "auto";  // auto, plain, quiet
+  std::string progress = "auto";  // auto, tty, plain, quiet, rawjson
   std::string debug;              // "stats": print where the time went
 };
 

@@ -135,8 +135,11 @@ int main(int argc, char** argv) {
   build->add_flag("--push", build_opts.push, "Push the image (type=image,push=true)");
   build->add_option("--metadata-file", build_opts.metadata_file,
                     "Write the exporter response (digests, build sources) to this JSON file");
-  build->add_option("--progress", build_opts.progress, "Progress output: auto, plain or quiet")
-      ->check(CLI::IsMember({"auto", "plain", "quiet"}));
+  build
+      ->add_option("--progress", build_opts.progress,
+                   "Progress output: auto (tty on a terminal, else plain), tty (live steps), "
+                   "plain (step logs), quiet (only the image digest) or rawjson (JSON lines)")
+      ->check(CLI::IsMember({"auto", "tty", "plain", "quiet", "rawjson"}));
   build->add_option("--debug", build_opts.debug, "Debug output: stats (time per phase)")
       ->check(CLI::IsMember({"stats"}));
   build->add_option("CONTEXT", build_opts.context, "Build context directory (default: .)");

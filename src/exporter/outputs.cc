@@ -1,8 +1,11 @@
 #include "exporter/outputs.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -11,6 +14,7 @@
 #include "image/index.h"
 #include "image/media_types.h"
 #include "image/reference.h"
+#include "util/json.h"
 
 namespace kiln::exporter {
 namespace {
@@ -108,8 +112,12 @@ std::optional<std::string> FileStamp(const std::filesystem::path& path) {
          " " + std::to_string(st.st_ino);
 }
 
-Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOutputOptions& options,
-                      const WrittenImage& img, OutputResult* result);
+Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
+                          const ImageOutputOptions& options, const WrittenImage& img,
+                          OutputResult* result);
+Status PushImageOutput(const OutputEnv& env, const Output& output,
+                       const ImageOutputOptions& options, const WrittenImage& img,
+                       OutputResult* result);
 
 }  // namespace
 
@@ -237,36 +245,87 @@ Result<ImageOutputOptions> ParseImageOutputOptions(const Output& output,
 Status WriteImageOutput(const OutputEnv& env, const Output& output,
                         const ImageOutputOptions& options, const WrittenImage& image,
                         OutputResult* result) {
-  if (output.type == "oci") return WriteOciOutput(env, output, options, image, result);
-  return Status::Unimplemented("output type \"" + output.type + "\" is not supported yet");
-}
-
-Status WriteFilesystemOutput(const OutputEnv&, const Output& output, const std::string&,
-                             OutputResult*) {
-  return Status::Unimplemented("output type \"" + output.type + "\" is not supported yet");
+  if (result) *result = OutputResult{};
+  if (output.type == "oci" || output.type == "docker") {
+    return WriteArchiveOutput(env, output, options, image, result);
+  }
+  if (output.type == "image") {
+    // Without push the image is only named; the caller records the names.
+    if (!options.push) return Status::Ok();
+    return PushImageOutput(env, output, options, image, result);
+  }
+  return Status::InvalidArgument("output type \"" + output.type + "\" is not an image output");
 }
 
 namespace {
 
-Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOutputOptions& options,
-                      const WrittenImage& img, OutputResult* result) {
+// The names of a Docker archive's RepoTags: familiar "name:tag" forms
+// (digest references cannot be tags and are left out).
+std::vector<image::Reference> DockerTags(const std::vector<std::string>& names) {
+  std::vector<image::Reference> tags;
+  for (const std::string& n : names) {
+    Result<image::Reference> ref = image::ParseNormalizedNamed(n);
+    if (!ref.ok()) continue;  // ParseImageOutputOptions checked them
+    image::Reference tagged = image::TagNameOnly(*ref);
+    if (tagged.tag.empty()) continue;
+    tagged.digest.clear();
+    if (std::find(tags.begin(), tags.end(), tagged) == tags.end()) tags.push_back(tagged);
+  }
+  return tags;
+}
+
+std::string BlobPath(const util::Digest& d) {
+  return "blobs/" + std::string(d.algorithm()) + "/" + std::string(d.hex());
+}
+
+// manifest.json and repositories of a Docker archive whose blobs are in the
+// OCI layout beside them (paths "blobs/sha256/<hex>").
+std::vector<content::ExtraFile> DockerArchiveFiles(const WrittenImage& img,
+                                                   const std::vector<std::string>& names) {
+  const std::vector<image::Reference> tags = DockerTags(names);
+  nlohmann::json entry = nlohmann::json::object();
+  entry["Config"] = BlobPath(img.config.digest);
+  nlohmann::json repo_tags = nlohmann::json::array();
+  for (const image::Reference& t : tags) repo_tags.push_back(t.FamiliarString());
+  entry["RepoTags"] = repo_tags;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const image::Descriptor& l : img.layers) layers.push_back(BlobPath(l.digest));
+  entry["Layers"] = layers;
+  std::vector<content::ExtraFile> files;
+  files.push_back({"manifest.json", nlohmann::json::array({entry}).dump()});
+  // `repositories`: repository -> tag -> the id of the image's top layer
+  // (the blob's hex, as Docker 25 and later write it). An image without
+  // layers has no such id and no `repositories`.
+  if (!tags.empty() && !img.layers.empty()) {
+    nlohmann::json repos = nlohmann::json::object();
+    for (const image::Reference& t : tags) {
+      image::Reference name = t;
+      name.tag.clear();
+      repos[name.FamiliarString()][t.tag] = std::string(img.layers.back().digest.hex());
+    }
+    files.push_back({"repositories", repos.dump()});
+  }
+  return files;
+}
+
+// type=oci and type=docker: the image as an OCI layout (a tar, a directory
+// with tar=false, or a tar on stdout with dest=-); type=docker adds
+// manifest.json and repositories for `docker load`.
+Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
+                          const ImageOutputOptions& options, const WrittenImage& img,
+                          OutputResult* result) {
   const content::Store& store = *env.store;
   const std::filesystem::path& state_dir = env.state_dir;
+  const bool docker = output.type == "docker";
   bool* skipped = result ? &result->skipped : nullptr;
   if (skipped) *skipped = false;
   auto dest_it = output.attrs.find("dest");
   if (dest_it == output.attrs.end() || dest_it->second.empty()) {
-    return Status::InvalidArgument("output type=oci needs dest=FILE (or dest=DIR,tar=false)");
+    return Status::InvalidArgument(
+        "output type=" + output.type +
+        " needs dest=FILE (or dest=- for stdout, or dest=DIR,tar=false)");
   }
-  bool tar = true;
-  if (auto it = output.attrs.find("tar"); it != output.attrs.end()) {
-    if (it->second == "false" || it->second == "0") {
-      tar = false;
-    } else if (it->second != "true" && it->second != "1") {
-      return Status::InvalidArgument("output option tar: invalid value \"" + it->second +
-                                     "\" (expected true or false)");
-    }
-  }
+  KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
   image::Descriptor top = img.manifest;
   const std::vector<std::string>& all_names = options.names;
   if (!all_names.empty()) {
@@ -285,15 +344,32 @@ Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOut
   for (const image::Descriptor& l : img.layers) {
     blobs.push_back({l.digest, static_cast<uint64_t>(l.size)});
   }
-  const std::filesystem::path dest = dest_it->second;
+  const std::string dest_text = dest_it->second;
+  const std::filesystem::path dest = dest_text;
   content::WriteOptions wo;
   wo.source_verifies = true;  // the store's reader verifies every blob
+  // Blob bodies file to file (copy_file_range), hashed meanwhile.
+  wo.blob_file = content::StoreBlobFile(store);
+  if (docker) wo.extra_files = DockerArchiveFiles(img, all_names);
   if (!tar) {
+    if (dest_text == "-") {
+      return Status::InvalidArgument("output type=" + output.type +
+                                     ": tar=false writes a directory; dest=- (stdout) needs a tar");
+    }
     return content::WriteOciLayout(dest, index_json, blobs, content::StoreBlobSource(store), wo);
   }
+  if (dest_text == "-") {
+    return content::WriteOciArchiveToFd(STDOUT_FILENO, "stdout", index_json, blobs,
+                                        content::StoreBlobSource(store), wo);
+  }
+  // The unchanged-archive skip: the identity of what would be written and
+  // the stamp of the file kiln wrote last time, under ROOT/outputs.
   std::string identity = "kiln-oci-archive-v1\n" + index_json + "\n";
   for (const content::BlobRef& b : blobs) {
     identity += b.digest.str() + " " + std::to_string(b.size) + "\n";
+  }
+  for (const content::ExtraFile& f : wo.extra_files) {
+    identity += "file " + f.name + " " + util::Sha256Of(f.data).str() + "\n";
   }
   const std::string id = util::Sha256Of(identity).str();
   std::filesystem::path record;
@@ -326,6 +402,98 @@ Status WriteOciOutput(const OutputEnv& env, const Output& output, const ImageOut
       }
       std::filesystem::rename(temp, record, ec);
     }
+  }
+  return Status::Ok();
+}
+
+// type=image,push=true: pushes the image under each name in turn. Progress:
+// one task per reference ("push:<ref>"), one sub-task per blob with bytes.
+// Each name pushed is a mount source for the next.
+Status PushImageOutput(const OutputEnv& env, const Output& output,
+                       const ImageOutputOptions& options, const WrittenImage& img,
+                       OutputResult* result) {
+  if (env.client == nullptr || env.store == nullptr) {
+    return Status::Internal("push: no registry client or content store");
+  }
+  KILN_ASSIGN_OR_RETURN(const bool insecure, BoolOption(output, "registry.insecure", false));
+  registry::PushOptions po;
+  po.insecure = insecure;
+  po.mount_from = env.mount_from;
+  uint64_t total = static_cast<uint64_t>(img.config.size);
+  for (const image::Descriptor& l : img.layers) total += static_cast<uint64_t>(l.size);
+  std::vector<std::string> done;
+  for (const std::string& name : options.names) {
+    if (env.cancel != nullptr && env.cancel->cancelled()) {
+      return Status::Cancelled("push cancelled");
+    }
+    KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(name));
+    ref = image::TagNameOnly(ref);
+    const std::string shown = ref.String();
+    if (std::find(done.begin(), done.end(), shown) != done.end()) continue;
+    const std::string task = "push:" + shown;
+    util::TaskUpdate u;
+    u.id = task;
+    u.name = "pushing " + shown;
+    u.total = total;
+    util::Report(env.report, u);
+    // Bytes per blob, summed into the reference's task.
+    std::mutex mu;
+    std::map<util::Digest, uint64_t> sent;
+    po.progress = [&](const registry::PushProgress& p) {
+      if (!env.report) return;
+      util::TaskUpdate b;
+      b.id = task + ":" + p.blob.digest.str();
+      b.parent = task;
+      const std::string short_digest =
+          p.blob.digest.str().substr(0, std::min<size_t>(p.blob.digest.str().size(), 19));
+      b.total = static_cast<uint64_t>(p.blob.size);
+      b.current = p.sent;
+      switch (p.state) {
+        case registry::PushProgress::State::kUploading:
+          b.name = "pushing " + short_digest;
+          break;
+        case registry::PushProgress::State::kUploaded:
+          b.name = "pushing " + short_digest;
+          b.state = util::TaskUpdate::State::kDone;
+          break;
+        case registry::PushProgress::State::kMounted:
+          b.name = short_digest + " mounted from " + p.mounted_from;
+          b.state = util::TaskUpdate::State::kDone;
+          break;
+        case registry::PushProgress::State::kExisting:
+          b.name = short_digest + " already exists";
+          b.state = util::TaskUpdate::State::kDone;
+          break;
+      }
+      util::TaskUpdate parent;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        sent[p.blob.digest] = p.sent;
+        uint64_t sum = 0;
+        for (const auto& [d, n] : sent) sum += n;
+        parent.id = task;
+        parent.name = "pushing " + shown;
+        parent.total = total;
+        parent.current = std::min(sum, total);
+      }
+      env.report(b);
+      env.report(parent);
+    };
+    Status st = env.client->Push(*env.store, img.manifest, ref, po);
+    po.progress = nullptr;
+    if (!st.ok()) {
+      u.state = util::TaskUpdate::State::kError;
+      u.error = st.message();
+      util::Report(env.report, u);
+      return st;
+    }
+    u.state = util::TaskUpdate::State::kDone;
+    u.current = total;
+    util::Report(env.report, u);
+    done.push_back(shown);
+    if (result) result->pushed.push_back(shown);
+    // The next name may be another repository of the same registry: mount.
+    po.mount_from.push_back(ref);
   }
   return Status::Ok();
 }

@@ -79,6 +79,9 @@ struct OutputEnv {
   util::TaskReporter report;  // may be null
   util::Canceller* cancel = nullptr;
   std::optional<int64_t> source_date_epoch;  // clamps mtimes of filesystem outputs
+  // The repositories the build's base images came from: a push mounts the
+  // blobs it shares with them instead of uploading (same registry only).
+  std::vector<image::Reference> mount_from;
 };
 
 struct OutputResult {

@@ -220,9 +220,16 @@ class SourceOpImpl : public solver::Op {
       cm.digest = util::Sha256Of(v_->digest.str() + " " + file.digest.str());
       file_ = file;
     } else if (StartsWith(id, "git://")) {
-      return Status::Unimplemented(
-          "git sources (" + std::string(source::RedactUrl(id)) +
-          ") are not supported by kiln build yet; use a local context or an HTTP URL");
+      if (!env_->git) return Status::Internal("no git source configured");
+      KILN_ASSIGN_OR_RETURN(source::GitRef ref, GitRefOf(op_));
+      source::GitOptions go;
+      go.secrets = env_->secrets;
+      go.cancel = ctx.cancel;
+      KILN_ASSIGN_OR_RETURN(source::GitResolved resolved,
+                            env_->git_refs->Resolve(env_->git, ref, go));
+      pins_->Set(id, resolved.commit);
+      cm.digest = util::Sha256Of(v_->digest.str() + " " + resolved.commit);
+      git_.emplace(GitCheckout{std::move(ref), std::move(resolved)});
     } else if (!StartsWith(id, "local://")) {
       return Status::Unimplemented("unsupported source " + source::RedactUrl(id));
     }
@@ -246,10 +253,34 @@ class SourceOpImpl : public solver::Op {
       }
       return std::vector<RefPtr>{std::make_shared<LocalRef>(it->second)};
     }
+    if (StartsWith(id, "git://")) return ExecGit(ctx);
     return ExecHttp();
   }
 
  private:
+  struct GitCheckout {
+    source::GitRef ref;
+    source::GitResolved resolved;
+  };
+
+  Result<std::vector<RefPtr>> ExecGit(Context& ctx) {
+    if (!git_) return Status::Internal("git source run before its cache key");
+    source::GitCheckoutOptions co;
+    if (auto it = op_.attrs.find("git.keepgitdir"); it != op_.attrs.end()) {
+      co.keep_git_dir = it->second == "true";
+    }
+    const std::string heads = "refs/heads/";
+    if (co.keep_git_dir && git_->resolved.is_branch && StartsWith(git_->resolved.ref_name, heads)) {
+      co.branch = git_->resolved.ref_name.substr(heads.size());
+    }
+    source::GitOptions go;
+    go.secrets = env_->secrets;
+    go.cancel = ctx.cancel;
+    KILN_ASSIGN_OR_RETURN(std::string snap,
+                          env_->git->CheckoutSnapshot(git_->ref, git_->resolved.commit, co, go));
+    return std::vector<RefPtr>{std::make_shared<SnapshotRef>(snap)};
+  }
+
   Result<std::vector<RefPtr>> ExecHttp() {
     if (!file_) return Status::Internal("HTTP source run before its cache key");
     std::string filename = file_->filename;
@@ -283,6 +314,7 @@ class SourceOpImpl : public solver::Op {
   const graph::SourceOp& op_;
   std::shared_ptr<PinTable> pins_;
   std::optional<source::HttpFile> file_;
+  std::optional<GitCheckout> git_;
 };
 
 // ---------------------------------------------------------------- exec
@@ -568,6 +600,37 @@ std::optional<std::string> PinTable::Get(const std::string& identifier) const {
   auto it = pins_.find(identifier);
   if (it == pins_.end()) return std::nullopt;
   return it->second;
+}
+
+Result<source::GitResolved> GitRefCache::Resolve(source::GitSource* git, const source::GitRef& ref,
+                                                 const source::GitOptions& options) {
+  // Held across the ls-remote: two ops asking for the same ref wait for one
+  // answer instead of asking twice (refs of other remotes wait too; a build
+  // has few).
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string key = ref.remote + "#" + ref.ref;
+  if (auto it = resolved_.find(key); it != resolved_.end()) return it->second;
+  KILN_ASSIGN_OR_RETURN(source::GitResolved r, git->Resolve(ref, options));
+  resolved_.emplace(key, r);
+  return r;
+}
+
+Result<source::GitRef> GitRefOf(const graph::SourceOp& op) {
+  const std::string& id = op.identifier;
+  if (!StartsWith(id, "git://")) {
+    return Status::InvalidArgument("not a git source: " + source::RedactUrl(id));
+  }
+  const size_t hash = id.find('#');
+  std::string url;
+  if (auto it = op.attrs.find("git.fullurl"); it != op.attrs.end() && !it->second.empty()) {
+    url = it->second;
+  } else {
+    url = id.substr(6, hash == std::string::npos ? std::string::npos : hash - 6);
+  }
+  if (hash != std::string::npos && hash + 1 < id.size()) url += id.substr(hash);
+  source::GitParseOptions po;
+  po.assume_git = true;
+  return source::ParseGitRef(url, po);
 }
 
 Result<std::string> SnapshotOf(const solver::RefPtr& ref) {

@@ -15,7 +15,13 @@
 // source vertex the frontend can feed to buildinfo::CollectSources: images
 // pin their digest, HTTP sources the sha256 of the body they fetched (known
 // after the key computation, which fetches, even when everything else is
-// cached).
+// cached), git sources the commit their ref resolved to (K6).
+//
+// Git sources: the cache key is the vertex digest plus the commit, found by
+// one `git ls-remote` per remote and ref per build (GitRefCache); a moved
+// branch is therefore a cache miss and an unchanged one a hit that fetches
+// nothing. Exec checks the commit out into a snapshot (source/git.h), with
+// the op's `git.keepgitdir` attribute and the identifier's subdir.
 //
 // Thread-safety: the Environment's members are thread-safe; ops run on the
 // solver's workers.
@@ -36,11 +42,37 @@
 #include "graph/graph.h"
 #include "snapshot/snapshotter.h"
 #include "solver/solver.h"
+#include "source/git.h"
 #include "source/http.h"
 #include "source/image.h"
 #include "source/local.h"
 
 namespace kiln::ops {
+
+// Pins learned while solving: identifier -> pin.
+class PinTable {
+ public:
+  void Set(const std::string& identifier, const std::string& pin);
+  std::optional<std::string> Get(const std::string& identifier) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::string> pins_;
+};
+
+// Git refs resolved during one build, so that every use of a remote's ref
+// (ADD, the build context, a named context, reading the Dockerfile) sees
+// the same commit and the remote is asked once. Thread-safe.
+class GitRefCache {
+ public:
+  // The commit `ref` names, resolved through `git` on first use.
+  Result<source::GitResolved> Resolve(source::GitSource* git, const source::GitRef& ref,
+                                      const source::GitOptions& options);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, source::GitResolved> resolved_;  // remote + "#" + ref
+};
 
 struct Environment {
   const content::Store* store = nullptr;
@@ -50,6 +82,8 @@ struct Environment {
   std::function<Result<executor::Executor*>()> executor;
   source::ImageSource* images = nullptr;
   source::HttpSource* http = nullptr;
+  source::GitSource* git = nullptr;  // null: git sources are an error
+  std::shared_ptr<GitRefCache> git_refs = std::make_shared<GitRefCache>();
   // Local contexts by name ("context", "dockerfile", named local contexts).
   std::map<std::string, std::shared_ptr<source::LocalContext>> locals;
   std::map<std::string, std::string> secrets;  // id -> bytes
@@ -76,17 +110,6 @@ class LocalRef : public solver::Ref {
   std::shared_ptr<source::LocalContext> ctx_;
 };
 
-// Pins learned while solving: identifier -> pin.
-class PinTable {
- public:
-  void Set(const std::string& identifier, const std::string& pin);
-  std::optional<std::string> Get(const std::string& identifier) const;
-
- private:
-  mutable std::mutex mu_;
-  std::map<std::string, std::string> pins_;
-};
-
 struct Plan {
   std::vector<solver::Vertex> vertices;
   solver::Edge root;  // meaningless when root_scratch
@@ -96,6 +119,11 @@ struct Plan {
 
 // The solver vertices for `def`; `env` must outlive the solve.
 Result<Plan> PlanGraph(const graph::Definition& def, Environment* env);
+
+// The git reference of a git source op: its `git.fullurl` attribute (else
+// the identifier's remote) with the identifier's "#ref[:subdir]". Errors
+// name the redacted URL.
+Result<source::GitRef> GitRefOf(const graph::SourceOp& op);
 
 // Turns "snapshot:<id>" back into a SnapshotRef when the snapshot exists.
 solver::Loader MakeLoader(Environment* env);

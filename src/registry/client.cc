@@ -735,9 +735,21 @@ struct Client::Impl {
     // Already there?
     Response head =
         Send(dest, simple("HEAD", BlobUrl(dest.base, dest.path, blob.digest.str())), scopes, true);
+    auto report = [&](PushProgress::State state, uint64_t sent, std::string from = {}) {
+      if (!opts.progress) return;
+      PushProgress p;
+      p.blob = blob;
+      p.state = state;
+      p.sent = sent;
+      p.mounted_from = std::move(from);
+      opts.progress(p);
+    };
     if (head.error.ok() && head.status == 200) {
-      std::lock_guard<std::mutex> lock(stats_mu);
-      ++stats.blobs_existing;
+      {
+        std::lock_guard<std::mutex> lock(stats_mu);
+        ++stats.blobs_existing;
+      }
+      report(PushProgress::State::kExisting, static_cast<uint64_t>(blob.size));
       return Status::Ok();
     }
     if (!head.error.ok() || head.status != 404) return fail(head);
@@ -754,8 +766,11 @@ struct Client::Impl {
       url = AddQuery(url, "from", src.path);
       Response m = Send(dest, simple("POST", url), scopes, false);
       if (m.error.ok() && m.status == 201) {
-        std::lock_guard<std::mutex> lock(stats_mu);
-        ++stats.blobs_mounted;
+        {
+          std::lock_guard<std::mutex> lock(stats_mu);
+          ++stats.blobs_mounted;
+        }
+        report(PushProgress::State::kMounted, static_cast<uint64_t>(blob.size), src.path);
         return Status::Ok();
       }
       if (m.error.ok() && m.status == 202) {
@@ -790,9 +805,14 @@ struct Client::Impl {
       reader = std::make_shared<content::BlobReader>(std::move(r).value());
       return Status::Ok();
     };
-    auto body_of = [](std::shared_ptr<content::BlobReader> rd, uint64_t count) {
+    // Bytes of this attempt handed to the transport so far, for `progress`.
+    // Reported every kProgressStep bytes, not every read.
+    constexpr uint64_t kProgressStep = 256 << 10;
+    auto sent = std::make_shared<uint64_t>(0);
+    report(PushProgress::State::kUploading, 0);
+    auto body_of = [sent, &report](std::shared_ptr<content::BlobReader> rd, uint64_t count) {
       auto left = std::make_shared<uint64_t>(count);
-      return [rd, left](char* buf, size_t cap) -> Result<size_t> {
+      return [rd, left, sent, &report](char* buf, size_t cap) -> Result<size_t> {
         if (*left == 0) return size_t{0};
         size_t want = static_cast<size_t>(std::min<uint64_t>(cap, *left));
         size_t got = 0;
@@ -803,6 +823,11 @@ struct Client::Impl {
         }
         if (got == 0) return Status::IOError("the blob ended early");
         *left -= got;
+        const uint64_t before = *sent;
+        *sent += got;
+        if (*sent / kProgressStep != before / kProgressStep) {
+          report(PushProgress::State::kUploading, *sent);
+        }
         return got;
       };
     };
@@ -813,6 +838,7 @@ struct Client::Impl {
           dest,
           [&]() -> Result<Request> {
             KILN_RETURN_IF_ERROR(open());
+            *sent = 0;  // a retried request reads the blob again
             Request req;
             req.method = "PUT";
             req.url = url;
@@ -868,8 +894,11 @@ struct Client::Impl {
           scopes, false);
       if (!put.error.ok() || put.status != 201) return fail(put);
     }
-    std::lock_guard<std::mutex> lock(stats_mu);
-    ++stats.blobs_uploaded;
+    {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      ++stats.blobs_uploaded;
+    }
+    report(PushProgress::State::kUploaded, size);
     return Status::Ok();
   }
 
@@ -1066,7 +1095,8 @@ Status Client::Push(const content::Store& store, const Descriptor& top, const Re
     return Status::InvalidArgument("push to " + dest.String() + ": the reference's digest is not " +
                                    top.digest.str());
   }
-  const Repo repo = impl_->RepoOf(dest);
+  Repo repo = impl_->RepoOf(dest);
+  if (options.insecure) repo.base = ApiBase(dest.domain, {dest.domain});
   std::vector<std::string> scopes = {RepositoryScope(repo.path, "pull,push")};
   for (const Reference& from : options.mount_from) {
     if (from.domain == dest.domain && from.path != dest.path) {

@@ -40,6 +40,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -110,6 +111,22 @@ struct PullResult {
   uint64_t bytes_fetched = 0;  // body bytes received, retries included
 };
 
+// One blob's state during Push(). An upload reports kUploading with `sent`
+// growing (it starts again from 0 when the upload is retried), then one of
+// the final states.
+struct PushProgress {
+  enum class State {
+    kUploading,  // bytes are being sent
+    kUploaded,   // the upload finished
+    kMounted,    // mounted from another repository (`mounted_from`)
+    kExisting,   // the destination repository already had it
+  };
+  image::Descriptor blob;
+  State state = State::kUploading;
+  uint64_t sent = 0;         // bytes sent in the current attempt
+  std::string mounted_from;  // kMounted: the source repository's path
+};
+
 struct PushOptions {
   int parallelism = 4;  // blobs uploaded at once
   // Blobs larger than this are uploaded in chunks of chunk_size (PATCH).
@@ -119,6 +136,13 @@ struct PushOptions {
   // were pulled from). Those on the destination's registry are asked (HEAD)
   // and, where they have a blob, it is mounted instead of uploaded.
   std::vector<image::Reference> mount_from;
+  // Speak plain HTTP to the destination's registry even when it is neither
+  // loopback nor in RegistryOptions::insecure_registries (the
+  // `registry.insecure=true` output option).
+  bool insecure = false;
+  // Called as each blob moves (see PushProgress); from the uploading threads,
+  // possibly several at once. May be empty.
+  std::function<void(const PushProgress&)> progress;
 };
 
 struct PushStats {

@@ -536,6 +536,10 @@ Result<std::shared_ptr<Snapshotter>> Snapshotter::Open(const fs::path& dir, Opti
   return std::shared_ptr<Snapshotter>(std::make_shared<SnapshotterImpl>(abs, options, overlay));
 }
 
+Status ExtractTar(const std::filesystem::path& dir, const util::ByteSource& source) {
+  return internal::ApplyLayer(dir, internal::ApplyMode::kCopy, source);
+}
+
 Status EnterPrivateMountNamespace() {
   static std::atomic<bool> entered{false};
   if (entered.load()) return Status::Ok();

@@ -150,6 +150,14 @@ class Snapshotter {
                                     std::map<std::string, std::string> labels = {}) = 0;
 };
 
+// Extracts an uncompressed tar (as Export() writes one) into the existing
+// directory `dir`, as a layer is applied on a full tree: every path is
+// resolved inside `dir` (a symlink in `dir` or in the tar never leads
+// outside), existing entries are replaced, whiteouts delete; modes, owners,
+// times, symlinks and hard links are kept, devices and xattrs as
+// docs/snapshots.md says. For type=local outputs.
+Status ExtractTar(const std::filesystem::path& dir, const util::ByteSource& source);
+
 // Unshares the mount namespace of the calling process and makes every mount
 // private, so mounts made afterwards vanish when the process exits. Must be
 // called before the process starts a second thread. Idempotent.

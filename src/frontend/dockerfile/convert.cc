@@ -6,10 +6,13 @@
 #include <set>
 #include <utility>
 
+#include "buildinfo/exporter.h"
 #include "buildinfo/identifier.h"
+#include "buildinfo/redact.h"
 #include "frontend/dockerfile/instructions/instructions.h"
 #include "frontend/dockerfile/shell/lex.h"
 #include "image/reference.h"
+#include "util/json.h"
 
 namespace kiln::dockerfile {
 namespace {
@@ -138,8 +141,10 @@ class Converter {
   Result<ConvertResult> Run();
 
  private:
+  // The message quotes the Dockerfile: credentials in its URLs are masked (K8).
   Status Fail(const Status& error, const SourceRange& where) const {
-    return FormatSourceError(error, where, opt_.filename, text_);
+    const Status st = FormatSourceError(error, where, opt_.filename, text_);
+    return Status(st.code(), buildinfo::RedactText(st.message()));
   }
   Status FailAt(const CommandBase& c, const Status& error) const { return Fail(error, c.location); }
 
@@ -185,7 +190,7 @@ graph::Constraints Converter::Constraint(const StageState& s, const std::string&
                                          const SourceRange& where) const {
   graph::Constraints c;
   c.platform = s.platform;
-  if (!name.empty()) c.description[std::string(kCustomName)] = name;
+  if (!name.empty()) c.description[std::string(kCustomName)] = buildinfo::RedactText(name);
   if (where.start_line > 0) {
     c.description[std::string(kDescriptionLocation)] =
         opt_.filename + ":" + std::to_string(where.start_line);
@@ -202,7 +207,9 @@ graph::Constraints Converter::Constraint(const StageState& s, const std::string&
 
 void Converter::History(StageState& s, const std::string& created_by, bool layer) const {
   image::HistoryEntry h;
-  h.created_by = layer ? created_by + " # buildkit" : created_by;
+  // K8: a credential written in a URL never reaches the image config.
+  const std::string redacted = buildinfo::RedactText(created_by);
+  h.created_by = layer ? redacted + " # buildkit" : redacted;
   h.comment = "buildkit.dockerfile.v0";
   h.empty_layer = !layer;
   s.config.history.push_back(std::move(h));
@@ -359,7 +366,27 @@ Result<BaseState> Converter::ResolveContext(const std::string& name, const std::
                                             const image::Platform& platform,
                                             const SourceRange& where) {
   if (value.rfind("docker-image://", 0) == 0) {
-    return ResolveImageBase(value.substr(15), platform, where);
+    KILN_ASSIGN_OR_RETURN(BaseState base, ResolveImageBase(value.substr(15), platform, where));
+    // K10: an image context that carries its own record is a dependency,
+    // under the context's name, redacted (K8).
+    for (std::string_view field :
+         {buildinfo::kImageConfigField, buildinfo::kImageConfigFieldLegacy}) {
+      std::optional<std::string> raw = base.config ? base.config->GetExtraRaw(field) : std::nullopt;
+      if (!raw) continue;
+      Result<std::optional<buildinfo::BuildInfo>> dep =
+          buildinfo::ExtractFromImageConfig("{" + util::GoString(field) + ":" + *raw + "}");
+      if (!dep.ok()) {
+        return Fail(dep.status().Annotate("named context \"" + name + "\" (" +
+                                          buildinfo::RedactUrl(value) + ")"),
+                    where);
+      }
+      if (*dep) {
+        buildinfo::RedactRecord(&**dep);
+        result_.sources.deps[name.substr(0, name.find("::"))] = std::move(**dep);
+      }
+      break;
+    }
+    return base;
   }
   if (value.rfind("local:", 0) == 0) {
     const std::string local = value.substr(6);
@@ -390,7 +417,8 @@ Result<BaseState> Converter::ResolveContext(const std::string& name, const std::
   if (IsGitContext(value) || IsUrl(value)) {
     BaseState base;
     graph::Constraints c;
-    c.description[std::string(kCustomName)] = "[context " + name + "] load " + value;
+    c.description[std::string(kCustomName)] =
+        "[context " + name + "] load " + buildinfo::RedactUrl(value);
     if (IsGitContext(value)) {
       const size_t hash = value.find('#');
       const std::string remote = value.substr(0, hash);
@@ -404,9 +432,10 @@ Result<BaseState> Converter::ResolveContext(const std::string& name, const std::
     }
     return base;
   }
-  return Fail(Status::Unimplemented("named context \"" + name + "\": unsupported value \"" + value +
-                                    "\" (expected docker-image://REF, local:NAME, input:NAME, "
-                                    "a git URL or an HTTP(S) URL)"),
+  return Fail(Status::Unimplemented("named context \"" + name + "\": unsupported value \"" +
+                                    buildinfo::RedactUrl(value) +
+                                    "\" (expected docker-image://REF, a directory, a git URL or "
+                                    "an HTTP(S) URL)"),
               where);
 }
 
@@ -423,10 +452,24 @@ graph::Output Converter::BuildContext() {
     const std::string frag = hash == std::string::npos ? "" : opt_.context.substr(hash + 1);
     buildinfo::GitSourceSpec spec = buildinfo::MakeGitIdentifier(remote, frag);
     context_ = graph::Source(graph::SourceOp{spec.identifier, {{"git.fullurl", spec.full_url}}}, c);
+  } else if (!opt_.context_is_archive) {
+    // The URL was the Dockerfile itself: the context is empty.
+    context_ = graph::Output{};
   } else {
-    context_ = graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(opt_.context),
-                                             {{"http.filename", "context"}}},
-                             c);
+    graph::Output http = graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(opt_.context),
+                                                       {{"http.filename", "context"}}},
+                                       c);
+    graph::FileCopy unpack;
+    unpack.source_input = 0;
+    unpack.src = "/context";
+    unpack.dest = "/";
+    unpack.attempt_unpack = true;
+    unpack.allow_wildcard = false;
+    graph::FileOp op;
+    op.actions.push_back(std::move(unpack));
+    graph::Constraints uc;
+    uc.description[std::string(kCustomName)] = "[internal] unpack build context";
+    context_ = graph::Output{graph::MakeVertex(std::move(op), {http}, uc), 0};
   }
   return *context_;
 }
@@ -623,7 +666,29 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
     cp.dest = dest;
     cp.owner = owner;
     cp.mode = mode;
-    if (c.is_add && IsUrl(src)) {
+    if (c.is_add && IsGitContext(src)) {
+      // ADD <git url> (Dockerfile 1.5): the checkout's tree goes to dest.
+      const size_t hash = src.find('#');
+      const std::string remote = src.substr(0, hash);
+      const std::string frag = hash == std::string::npos ? "" : src.substr(hash + 1);
+      buildinfo::GitSourceSpec spec = buildinfo::MakeGitIdentifier(remote, frag);
+      std::map<std::string, std::string> attrs{{"git.fullurl", spec.full_url}};
+      if (c.keep_git_dir) attrs["git.keepgitdir"] = "true";
+      graph::Constraints gc;
+      gc.platform = s.platform;
+      gc.ignore_cache = opt_.no_cache;
+      gc.description[std::string(kCustomName)] =
+          "[internal] load git source " + buildinfo::RedactUrl(src);
+      gc.description[std::string(kDescriptionLocation)] =
+          opt_.filename + ":" + std::to_string(c.location.start_line);
+      graph::Output git = graph::Source(graph::SourceOp{spec.identifier, attrs}, gc);
+      cp.source_input = add_input(git);
+      cp.src = "/";
+      cp.allow_wildcard = false;
+      cp.dir_copy_contents = true;
+      cp.follow_symlinks = false;
+      cp.dest = dest;
+    } else if (c.is_add && IsUrl(src)) {
       std::string path = src.substr(src.find("://") + 3);
       const size_t slash = path.find('/');
       path = slash == std::string::npos ? "" : path.substr(slash);
@@ -635,6 +700,8 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
       graph::Constraints hc;
       hc.platform = s.platform;
       hc.ignore_cache = opt_.no_cache;
+      hc.description[std::string(kDescriptionLocation)] =
+          opt_.filename + ":" + std::to_string(c.location.start_line);
       graph::Output http =
           graph::Source(graph::SourceOp{buildinfo::MakeHttpIdentifier(src), attrs}, hc);
       cp.source_input = add_input(http);

@@ -74,6 +74,9 @@ struct ConvertOptions {
   // The `context` attribute: "" for the local build context, else a git or
   // HTTP(S) URL (R26).
   std::string context;
+  // For an HTTP(S) `context`: whether the URL holds a tar archive (unpacked
+  // as the context) rather than the Dockerfile alone (an empty context).
+  bool context_is_archive = true;
   // Named contexts, `context:NAME` attributes: NAME or NAME::os/arch -> value
   // (docker-image://REF, local:NAME, input:NAME, a git or HTTP URL).
   std::map<std::string, std::string> named_contexts;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -357,6 +358,85 @@ TEST_F(ConvertTest, CircularStagesAreAnError) {
   const std::string err =
       Error("FROM busybox AS a\nCOPY --from=b / /\nFROM busybox AS b\nCOPY --from=a / /\n");
   EXPECT_NE(err.find("circular dependency detected on stage"), std::string::npos) << err;
+}
+
+// ADD <git url> (Dockerfile 1.5): a git source op, its tree copied to dest.
+TEST_F(ConvertTest, AddGitUrlIsAGitSourceCopiedToDest) {
+  ConvertResult r = Convert(
+      "FROM busybox\n"
+      "ADD --keep-git-dir=true https://h.example/org/repo.git#v1.0:docs /src\n"
+      "ADD git@h.example:org/repo.git /plain/\n");
+  const graph::Definition def = graph::Marshal(r.root);
+  std::map<std::string, std::map<std::string, std::string>> git;
+  for (const graph::VertexPtr& v : def.vertices) {
+    if (const auto* s = std::get_if<graph::SourceOp>(&v->op)) {
+      if (s->identifier.rfind("git://", 0) == 0) git[s->identifier] = s->attrs;
+    }
+  }
+  ASSERT_EQ(git.size(), 2u);
+  const auto& tagged = git["git://h.example/org/repo.git#v1.0:docs"];
+  EXPECT_EQ(tagged.at("git.fullurl"), "https://h.example/org/repo.git");
+  EXPECT_EQ(tagged.at("git.keepgitdir"), "true");
+  const auto& plain = git["git://git@h.example:org/repo.git"];
+  EXPECT_EQ(plain.count("git.keepgitdir"), 0u);
+  // The copy takes the checkout's contents to the destination.
+  const auto* copy = std::get_if<graph::FileOp>(&r.root.vertex->op);
+  ASSERT_NE(copy, nullptr);
+  const auto* cp = std::get_if<graph::FileCopy>(&copy->actions[0]);
+  ASSERT_NE(cp, nullptr);
+  EXPECT_EQ(cp->src, "/");
+  EXPECT_EQ(cp->dest, "/plain/");
+  EXPECT_TRUE(cp->dir_copy_contents);
+  EXPECT_FALSE(cp->attempt_unpack);
+}
+
+// K8: a credential in an ADD URL reaches neither the step name nor the
+// image history.
+TEST_F(ConvertTest, CredentialsInAddUrlsAreRedactedInHistoryAndStepNames) {
+  ConvertResult r = Convert("FROM busybox\nADD https://u:pw@h.example/r.git#main /src/\n");
+  ASSERT_FALSE(r.config.history.empty());
+  EXPECT_EQ(r.config.history.back().created_by,
+            "ADD https://xxxxx:xxxxx@h.example/r.git#main /src/ # buildkit");
+  for (const graph::VertexPtr& v : graph::Marshal(r.root).vertices) {
+    for (const auto& [k, text] : v->constraints.description) {
+      EXPECT_EQ(text.find(":pw@"), std::string::npos) << k << "=" << text;
+    }
+  }
+}
+
+// K10: an image named context whose config carries a record is a dep under
+// the context's name, redacted; an unreached one is not.
+TEST_F(ConvertTest, ImageContextWithARecordIsADep) {
+  buildinfo::BuildInfo inner;
+  inner.frontend = "dockerfile.v0";
+  inner.sources.push_back(
+      {"http", "https://u:pw@h.example/f", "", "sha256:" + std::string(64, 'f')});
+  ResolvedImage withrecord;
+  withrecord.digest = "sha256:" + std::string(64, '7');
+  ASSERT_TRUE(withrecord.config
+                  .SetExtraRaw(std::string(buildinfo::kImageConfigField),
+                               "\"" + buildinfo::EncodeBase64(inner) + "\"")
+                  .ok());
+  resolver_.images["docker.io/library/withrecord:latest"] = withrecord;
+  options_.named_contexts = {{"base", "docker-image://withrecord"},
+                             {"unused", "docker-image://withrecord"}};
+  ConvertResult r = Convert("FROM base\nRUN true\n");
+  ASSERT_EQ(r.sources.deps.size(), 1u);
+  ASSERT_EQ(r.sources.deps.count("base"), 1u);
+  ASSERT_EQ(r.sources.deps["base"].sources.size(), 1u);
+  EXPECT_EQ(r.sources.deps["base"].sources[0].ref, "https://xxxxx:xxxxx@h.example/f");
+}
+
+// An HTTP build context that is a tar archive is unpacked; one that was the
+// Dockerfile alone gives an empty context.
+TEST_F(ConvertTest, HttpContextArchiveOrDockerfile) {
+  options_.context = "https://h.example/ctx.tar.gz";
+  ConvertResult r = Convert("FROM busybox\nCOPY a /a\n");
+  const std::vector<std::string> ids = SourceIds(r);
+  EXPECT_NE(std::find(ids.begin(), ids.end(), "https://h.example/ctx.tar.gz"), ids.end());
+  options_.context_is_archive = false;
+  EXPECT_NE(Error("FROM busybox\nCOPY a /a\n").find("the source of the build context is empty"),
+            std::string::npos);
 }
 
 TEST_F(ConvertTest, GitContext) {
