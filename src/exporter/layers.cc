@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "image/media_types.h"
 #include "snapshot/labels.h"
@@ -97,12 +98,34 @@ class ChunkQueue {
     closed_ = true;
     cv_.notify_all();
   }
+  // Buffers go round: the consumer hands a chunk back when done with it and
+  // the producer fills it again, so a layer's export allocates (and
+  // page-faults in) a handful of buffers, not one per megabyte.
+  void Recycle(std::string chunk) {
+    chunk.clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < kMax) free_.push_back(std::move(chunk));
+  }
+  std::string Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      std::string fresh;
+      fresh.reserve(kChunk + (64u << 10));
+      return fresh;
+    }
+    std::string c = std::move(free_.back());
+    free_.pop_back();
+    return c;
+  }
+
+  static constexpr size_t kChunk = 1u << 20;
 
  private:
   static constexpr size_t kMax = 16;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> q_;
+  std::vector<std::string> free_;
   bool done_ = false, closed_ = false;
 };
 
@@ -142,22 +165,23 @@ class Exporter {
           written.Close();
           return;
         }
+        written.Recycle(std::move(*chunk));
       }
     });
-    std::string out_pending;
+    std::string out_pending = written.Take();
     auto flush_out = [&]() -> Status {
       if (out_pending.empty()) return Status::Ok();
       if (!written.Push(std::move(out_pending))) {
         return Status::Cancelled("layer export stopped");
       }
-      out_pending.clear();
+      out_pending = written.Take();
       return Status::Ok();
     };
     Result<std::unique_ptr<util::Compressor>> made = util::NewCompressor(
         options_.compression,
         [&](std::string_view c) -> Status {
           out_pending.append(c);
-          return out_pending.size() >= (1u << 20) ? flush_out() : Status::Ok();
+          return out_pending.size() >= ChunkQueue::kChunk ? flush_out() : Status::Ok();
         },
         options_.level);
     ChunkQueue queue;
@@ -167,13 +191,13 @@ class Exporter {
         queue.Finish();
         return;
       }
-      std::string pending;
+      std::string pending = queue.Take();
       auto sink = [&](std::string_view chunk) -> Status {
         diff.Update(chunk);
         pending.append(chunk);
-        if (pending.size() >= (1u << 20)) {
+        if (pending.size() >= ChunkQueue::kChunk) {
           if (!queue.Push(std::move(pending))) return Status::Cancelled("layer export stopped");
-          pending.clear();
+          pending = queue.Take();
         }
         return Status::Ok();
       };
@@ -193,6 +217,7 @@ class Exporter {
       if (!chunk) break;
       compress_status = (*made)->Write(*chunk);
       if (compress_status.ok()) Progress(chunk->size());
+      queue.Recycle(std::move(*chunk));
     }
     if (!compress_status.ok()) queue.Close();
     producer.join();
