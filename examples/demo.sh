@@ -37,6 +37,13 @@ digest=$("$kiln" --root "$root" build --progress quiet \
 echo "   image $digest in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 echo
 
+echo "== the same build pushed to the loopback registry (--push), read back with kiln inspect"
+"$kiln" --root "$root" build --progress quiet --push \
+  --build-arg "REGISTRY=$KILN_FIXTURE_REGISTRY" --build-arg "HTTP=$KILN_FIXTURE_HTTP" \
+  -t "$KILN_FIXTURE_REGISTRY/demo/hello:latest" examples >/dev/null
+"$kiln" --root "$root" inspect "$KILN_FIXTURE_REGISTRY/demo/hello:latest" | head -n 12
+echo
+
 echo "== the build sources embedded in the image (kiln buildinfo inspect $BUILD_DIR/examples/demo.tar)"
 "$kiln" buildinfo inspect "$work/demo.tar"
 echo
