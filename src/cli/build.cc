@@ -44,6 +44,7 @@
 #include "source/http.h"
 #include "source/image.h"
 #include "source/local.h"
+#include "util/base64.h"
 #include "util/cancel.h"
 #include "util/io.h"
 #include "util/metrics.h"
@@ -341,8 +342,19 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   dockerfile::ConvertResult converted = std::move(converted_or).value();
   static util::Metric plan_metric("context + plan");
   phase.emplace(&plan_metric);
-  for (const dockerfile::Warning& w : converted.warnings) {
-    std::fprintf(stderr, "warning: %s:%d: %s\n", opt.filename.c_str(), w.line, w.message.c_str());
+  {
+    // Warnings come before the display starts: plain text, or with
+    // --progress=rawjson a JSON line shaped like SolveStatus's warnings.
+    KILN_ASSIGN_OR_RETURN(ProgressMode mode, ParseProgressMode(options.progress));
+    for (const dockerfile::Warning& w : converted.warnings) {
+      const std::string text = opt.filename + ":" + std::to_string(w.line) + ": " + w.message;
+      if (mode == ProgressMode::kRawJson) {
+        nlohmann::json j = {{"warnings", {{{"level", 1}, {"short", util::Base64Encode(text)}}}}};
+        std::fprintf(stderr, "%s\n", j.dump().c_str());
+      } else if (mode != ProgressMode::kQuiet) {
+        std::fprintf(stderr, "warning: %s\n", text.c_str());
+      }
+    }
   }
 
   // The build context, filtered by <Dockerfile>.dockerignore or CONTEXT/.dockerignore.
@@ -416,7 +428,12 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     auto report =
         [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
       const auto* src = std::get_if<graph::SourceOp>(&v->op);
-      if (!src || src->identifier.rfind("local://", 0) == 0) return std::nullopt;
+      // Local contexts report nothing (R10); an oci-layout context is named by
+      // its context:NAME attribute and deps (docs/contexts.md).
+      if (!src || src->identifier.rfind("local://", 0) == 0 ||
+          src->identifier.rfind("oci-layout://", 0) == 0) {
+        return std::nullopt;
+      }
       if (std::optional<std::string> pin = plan.pins->Get(src->identifier)) {
         return std::make_pair(src->identifier, *pin);
       }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <cstdlib>
+#include <optional>
 #include <system_error>
 
 #include "buildinfo/redact.h"
@@ -13,6 +14,7 @@
 #include "ops/file_actions.h"
 #include "source/git.h"
 #include "source/http.h"
+#include "source/image.h"
 #include "util/io.h"
 #include "util/rootfs.h"
 
@@ -49,21 +51,26 @@ struct ScratchDir {
 
 Result<RemoteDockerfile> ReadGitDockerfile(const std::string& url, const std::string& file,
                                            ops::Environment* env, util::Canceller* cancel) {
-  KILN_ASSIGN_OR_RETURN(source::GitRef ref, source::ParseGitRef(url));
-  if (!env->git) return Status::Internal("no git source configured");
-  source::GitOptions go;
-  go.secrets = env->secrets;
-  go.cancel = cancel;
-  KILN_ASSIGN_OR_RETURN(source::GitResolved resolved, env->git_refs->Resolve(env->git, ref, go));
-  KILN_ASSIGN_OR_RETURN(std::string snap, env->git->CheckoutSnapshot(ref, resolved.commit, {}, go));
-  KILN_ASSIGN_OR_RETURN(snapshot::View view, env->snapshots->Mount(snap));
-  Result<std::string> text = ReadFileIn(view.path(), file);
-  if (!text.ok()) {
-    return Status::NotFound("build context " + ref.Redacted() + ": cannot read " + file +
-                            " at commit " + resolved.commit + " (" + text.status().message() +
-                            "; name the Dockerfile in the repository with -f)");
-  }
-  return RemoteDockerfile{std::move(*text), true};
+  Result<RemoteDockerfile> r = [&]() -> Result<RemoteDockerfile> {
+    KILN_ASSIGN_OR_RETURN(source::GitRef ref, source::ParseGitRef(url));
+    if (!env->git) return Status::Internal("no git source configured");
+    source::GitOptions go;
+    go.secrets = env->secrets;
+    go.cancel = cancel;
+    KILN_ASSIGN_OR_RETURN(source::GitResolved resolved, env->git_refs->Resolve(env->git, ref, go));
+    KILN_ASSIGN_OR_RETURN(std::string snap,
+                          env->git->CheckoutSnapshot(ref, resolved.commit, {}, go));
+    KILN_ASSIGN_OR_RETURN(snapshot::View view, env->snapshots->Mount(snap));
+    Result<std::string> text = ReadFileIn(view.path(), file);
+    if (!text.ok() && text.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound(ref.Redacted() + ": no " + file + " in the repository at commit " +
+                              resolved.commit + " (name the Dockerfile with -f)");
+    }
+    if (!text.ok()) return text.status().Annotate(ref.Redacted() + ": reading " + file);
+    return RemoteDockerfile{std::move(*text), true};
+  }();
+  if (!r.ok()) return r.status().Annotate("build context");
+  return r;
 }
 
 Result<RemoteDockerfile> ReadHttpDockerfile(const std::string& url, const std::string& file,
@@ -122,12 +129,32 @@ Result<RemoteDockerfile> ReadHttpDockerfile(const std::string& url, const std::s
 
 Result<dockerfile::ResolvedImage> RegistryImageResolver::ResolveImage(
     const std::string& ref, const image::Platform& platform) {
+  if (StartsWith(ref, "oci-layout://")) {
+    // oci-layout://PATH[@DIGEST]: copied into the store, where the image op
+    // (named by the manifest digest, ops.h) unpacks it from.
+    std::string path = ref.substr(13);
+    std::optional<util::Digest> digest;
+    if (const size_t at = path.rfind('@'); at != std::string::npos) {
+      Result<util::Digest> d = util::Digest::Parse(path.substr(at + 1));
+      if (!d.ok()) {
+        return Status::InvalidArgument(
+            ref + ": \"" + path.substr(at + 1) +
+            "\" is not a digest (expected oci-layout://PATH@sha256:HEX)");
+      }
+      digest = *d;
+      path.resize(at);
+    }
+    KILN_ASSIGN_OR_RETURN(source::LayoutImage img,
+                          source::ImportLayoutImage(path, digest, platform, *store_));
+    KILN_ASSIGN_OR_RETURN(image::ImageConfig cfg, image::ParseImageConfig(img.config));
+    return dockerfile::ResolvedImage{img.top.str(), std::move(cfg), img.manifest.str()};
+  }
   KILN_ASSIGN_OR_RETURN(image::Reference parsed, image::ParseNormalizedNamed(ref));
   KILN_ASSIGN_OR_RETURN(registry::Resolved resolved, client_->Resolve(parsed, platform));
   KILN_RETURN_IF_ERROR(client_->FetchBlob(parsed, resolved.config, *store_));
   KILN_ASSIGN_OR_RETURN(std::string config, store_->Read(resolved.config.digest));
   KILN_ASSIGN_OR_RETURN(image::ImageConfig cfg, image::ParseImageConfig(config));
-  return dockerfile::ResolvedImage{resolved.top.digest.str(), std::move(cfg)};
+  return dockerfile::ResolvedImage{resolved.top.digest.str(), std::move(cfg), ""};
 }
 
 Status ApplyFrontendFlags(const std::string& platform, const std::vector<std::string>& build_args,

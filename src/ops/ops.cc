@@ -204,7 +204,7 @@ class SourceOpImpl : public solver::Op {
     CacheMap cm;
     cm.digest = v_->digest;
     const std::string& id = op_.identifier;
-    if (StartsWith(id, "docker-image://")) {
+    if (StartsWith(id, "docker-image://") || StartsWith(id, "oci-layout://")) {
       const size_t at = id.rfind('@');
       if (at != std::string::npos) pins_->Set(id, id.substr(at + 1));
     } else if (StartsWith(id, "http://") || StartsWith(id, "https://")) {
@@ -243,6 +243,18 @@ class SourceOpImpl : public solver::Op {
       const image::Platform platform = v_->constraints.platform.value_or(image::Platform{});
       KILN_ASSIGN_OR_RETURN(source::PulledImage pulled,
                             env_->images->Pull(id.substr(15), platform, ctx.cancel));
+      return std::vector<RefPtr>{std::make_shared<SnapshotRef>(pulled.snapshot)};
+    }
+    if (StartsWith(id, "oci-layout://")) {
+      // Imported into the store by the frontend's resolver (cli/resolver.h).
+      if (!env_->images) return Status::Internal("no image source configured");
+      const size_t at = id.rfind('@');
+      if (at == std::string::npos) {
+        return Status::InvalidArgument("oci-layout source without a digest: " + id);
+      }
+      KILN_ASSIGN_OR_RETURN(util::Digest manifest, util::Digest::Parse(id.substr(at + 1)));
+      KILN_ASSIGN_OR_RETURN(source::PulledImage pulled,
+                            env_->images->Unpack(id.substr(0, at), manifest, ctx.cancel));
       return std::vector<RefPtr>{std::make_shared<SnapshotRef>(pulled.snapshot)};
     }
     if (StartsWith(id, "local://")) {

@@ -349,9 +349,13 @@ std::string GitMessage(const GitRun& run, const GitEnv& env) {
     start = nl + 1;
   }
   std::string pick;
-  for (const auto& l : lines) {
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
     if (l.rfind("fatal: ", 0) == 0 || l.rfind("error: ", 0) == 0) {
       pick = l.substr(l.find(' ') + 1);
+      // "fatal: unable to connect to host:" continues on the next line
+      // ("host[0: 1.2.3.4]: errno=Connection refused").
+      if (!pick.empty() && pick.back() == ':' && i + 1 < lines.size()) pick += " " + lines[i + 1];
       break;
     }
   }

@@ -14,7 +14,9 @@
 // client and the snapshotter are thread-safe.
 #pragma once
 
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "content/store.h"
@@ -35,6 +37,23 @@ struct PulledImage {
   int layers_unpacked = 0;  // layers this call applied (the rest were present)
 };
 
+// An image read from an OCI image layout directory (`oci-layout://PATH`
+// named contexts) and copied into the content store.
+struct LayoutImage {
+  util::Digest top;       // the descriptor chosen in the layout (an index or a manifest)
+  util::Digest manifest;  // the manifest for the platform
+  std::string config;     // that manifest's config bytes
+};
+
+// Opens the OCI layout at `dir` and picks: `digest` when given (an entry of
+// index.json or any blob of the layout), else index.json's only entry, else
+// its entry for `platform`; an index is resolved to its manifest for
+// `platform`. Copies that manifest, its config and its layers into `store`
+// (verified). Errors are one line naming the layout directory.
+Result<LayoutImage> ImportLayoutImage(const std::filesystem::path& dir,
+                                      const std::optional<util::Digest>& digest,
+                                      const image::Platform& platform, const content::Store& store);
+
 // The snapshot name of a layer stack.
 std::string LayerSnapshotName(const util::Digest& chain_id);
 // OCI chain ids: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln)).
@@ -50,7 +69,18 @@ class ImageSource {
   Result<PulledImage> Pull(const std::string& ref, const image::Platform& platform,
                            util::Canceller* cancel);
 
+  // Unpacks the image whose manifest (and its config and layers) are in
+  // the store already, such as one ImportLayoutImage() copied; `what` names
+  // it in errors.
+  Result<PulledImage> Unpack(const std::string& what, const util::Digest& manifest,
+                             util::Canceller* cancel);
+
  private:
+  Result<PulledImage> UnpackLayers(const std::string& what, const util::Digest& manifest,
+                                   const util::Digest& config,
+                                   const std::vector<image::Descriptor>& layers,
+                                   util::Canceller* cancel);
+
   registry::Client* client_;
   content::Store store_;
   std::shared_ptr<snapshot::Snapshotter> snapshots_;

@@ -325,6 +325,42 @@ TEST_F(ProgressTest, RawJsonLinesAreSolveStatuses) {
   EXPECT_EQ(again.out, r.out);
 }
 
+// A Dockerfile warning (an empty continuation line) comes before the
+// display: plain text normally, a JSON line with --progress=rawjson, nothing
+// with --progress=quiet.
+TEST_F(ProgressTest, WarningsFollowTheMode) {
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN echo one \\\n"
+            "\n"
+            "  two\n");
+  RunResult raw =
+      Kiln({"build", "--progress=rawjson", "--build-arg", "REGISTRY=" + registry_, ctx().string()});
+  ASSERT_EQ(raw.exit_code, 0) << Describe(raw);
+  std::istringstream in(raw.err);
+  std::string first;
+  std::getline(in, first);
+  json j = json::parse(first, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << raw.err;
+  ASSERT_TRUE(j.contains("warnings")) << first;
+  auto text = kiln::util::Base64Decode(j["warnings"][0]["short"].get<std::string>());
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(text->rfind("Dockerfile:5: Empty continuation line found in: ", 0), 0u) << *text;
+  for (std::string line; std::getline(in, line);) {
+    EXPECT_TRUE(json::parse(line, nullptr, false).is_object()) << line;
+  }
+  RunResult plain =
+      Kiln({"build", "--progress=plain", "--build-arg", "REGISTRY=" + registry_, ctx().string()});
+  ASSERT_EQ(plain.exit_code, 0) << Describe(plain);
+  EXPECT_EQ(plain.err.rfind("warning: Dockerfile:5: Empty continuation line found in: ", 0), 0u)
+      << plain.err;
+  RunResult quiet =
+      Kiln({"build", "--progress=quiet", "--build-arg", "REGISTRY=" + registry_, ctx().string()});
+  ASSERT_EQ(quiet.exit_code, 0) << Describe(quiet);
+  EXPECT_EQ(quiet.err, "");
+}
+
 TEST_F(ProgressTest, QuietPrintsOnlyTheDigest) {
   WriteContext();
   RunResult r =

@@ -161,6 +161,8 @@ class Converter {
                                      const SourceRange& where);
   Result<BaseState> ResolveContext(const std::string& name, const std::string& value,
                                    const image::Platform& platform, const SourceRange& where);
+  Status AddImageDep(const std::string& name, const std::string& value, const BaseState& base,
+                     const SourceRange& where);
   Status ResolveBaseOf(int index);
   Status DispatchStage(int index);
   Status Dispatch(StageState& s, Command& cmd, const std::string& prefix);
@@ -362,30 +364,64 @@ Result<BaseState> Converter::ResolveImageBase(const std::string& ref,
   return base;
 }
 
+// K10: an image context that carries its own record is a dependency, under
+// the context's name, redacted (K8). Reached contexts only: this runs when a
+// stage the target needs is based on the context.
+Status Converter::AddImageDep(const std::string& name, const std::string& value,
+                              const BaseState& base, const SourceRange& where) {
+  for (std::string_view field :
+       {buildinfo::kImageConfigField, buildinfo::kImageConfigFieldLegacy}) {
+    std::optional<std::string> raw = base.config ? base.config->GetExtraRaw(field) : std::nullopt;
+    if (!raw) continue;
+    Result<std::optional<buildinfo::BuildInfo>> dep =
+        buildinfo::ExtractFromImageConfig("{" + util::GoString(field) + ":" + *raw + "}");
+    if (!dep.ok()) {
+      return Fail(dep.status().Annotate("named context \"" + name + "\" (" +
+                                        buildinfo::RedactUrl(value) + ")"),
+                  where);
+    }
+    if (*dep) {
+      buildinfo::RedactRecord(&**dep);
+      result_.sources.deps[name.substr(0, name.find("::"))] = std::move(**dep);
+    }
+    break;
+  }
+  return Status::Ok();
+}
+
 Result<BaseState> Converter::ResolveContext(const std::string& name, const std::string& value,
                                             const image::Platform& platform,
                                             const SourceRange& where) {
+  if (value.rfind("oci-layout://", 0) == 0) {
+    // An image in an OCI layout directory, read by the resolver into the
+    // content store; the op unpacks it by its manifest digest. No source
+    // entry: the record's identifiers have no oci-layout scheme (R10); the
+    // context:NAME attribute names it, deps carry its record (K10).
+    if (opt_.resolver == nullptr) {
+      return Fail(Status::FailedPrecondition("named context \"" + name +
+                                             "\": no image resolver configured"),
+                  where);
+    }
+    Result<ResolvedImage> resolved = opt_.resolver->ResolveImage(value, platform);
+    if (!resolved.ok()) {
+      return Fail(resolved.status().Annotate("named context \"" + name + "\""), where);
+    }
+    std::string path = value.substr(13);
+    if (const size_t at = path.rfind('@'); at != std::string::npos) path.resize(at);
+    graph::Constraints c;
+    c.platform = platform;
+    c.description[std::string(kCustomName)] =
+        "[context " + name + "] load " + buildinfo::RedactUrl(value);
+    BaseState base;
+    base.fs =
+        graph::Source(graph::SourceOp{"oci-layout://" + path + "@" + resolved->manifest, {}}, c);
+    base.config = std::move(resolved->config);
+    KILN_RETURN_IF_ERROR(AddImageDep(name, value, base, where));
+    return base;
+  }
   if (value.rfind("docker-image://", 0) == 0) {
     KILN_ASSIGN_OR_RETURN(BaseState base, ResolveImageBase(value.substr(15), platform, where));
-    // K10: an image context that carries its own record is a dependency,
-    // under the context's name, redacted (K8).
-    for (std::string_view field :
-         {buildinfo::kImageConfigField, buildinfo::kImageConfigFieldLegacy}) {
-      std::optional<std::string> raw = base.config ? base.config->GetExtraRaw(field) : std::nullopt;
-      if (!raw) continue;
-      Result<std::optional<buildinfo::BuildInfo>> dep =
-          buildinfo::ExtractFromImageConfig("{" + util::GoString(field) + ":" + *raw + "}");
-      if (!dep.ok()) {
-        return Fail(dep.status().Annotate("named context \"" + name + "\" (" +
-                                          buildinfo::RedactUrl(value) + ")"),
-                    where);
-      }
-      if (*dep) {
-        buildinfo::RedactRecord(&**dep);
-        result_.sources.deps[name.substr(0, name.find("::"))] = std::move(**dep);
-      }
-      break;
-    }
+    KILN_RETURN_IF_ERROR(AddImageDep(name, value, base, where));
     return base;
   }
   if (value.rfind("local:", 0) == 0) {
@@ -451,7 +487,13 @@ graph::Output Converter::BuildContext() {
     const std::string remote = opt_.context.substr(0, hash);
     const std::string frag = hash == std::string::npos ? "" : opt_.context.substr(hash + 1);
     buildinfo::GitSourceSpec spec = buildinfo::MakeGitIdentifier(remote, frag);
-    context_ = graph::Source(graph::SourceOp{spec.identifier, {{"git.fullurl", spec.full_url}}}, c);
+    std::map<std::string, std::string> attrs{{"git.fullurl", spec.full_url}};
+    // BuildKit's control arg: the context keeps its .git directory.
+    if (auto it = opt_.build_args.find("BUILDKIT_CONTEXT_KEEP_GIT_DIR");
+        it != opt_.build_args.end() && (it->second == "1" || it->second == "true")) {
+      attrs["git.keepgitdir"] = "true";
+    }
+    context_ = graph::Source(graph::SourceOp{spec.identifier, std::move(attrs)}, c);
   } else if (!opt_.context_is_archive) {
     // The URL was the Dockerfile itself: the context is empty.
     context_ = graph::Output{};
@@ -643,7 +685,8 @@ Status Converter::DispatchCopy(StageState& s, CopyCommand& c, const std::string&
   }
   const std::optional<unsigned> mode = c.chmod_mode;
   const std::optional<graph::Owner> owner = ParseOwner(c.chown);
-  if (!c.checksum.empty() && (c.sources.size() != 1 || !IsUrl(c.sources[0]))) {
+  if (!c.checksum.empty() &&
+      (c.sources.size() != 1 || !IsUrl(c.sources[0]) || IsGitContext(c.sources[0]))) {
     return FailAt(c, Status::InvalidArgument(
                          "checksum can't be specified for multiple sources or non-HTTP sources"));
   }

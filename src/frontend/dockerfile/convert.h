@@ -9,7 +9,11 @@
 // BUILDOS, BUILDARCH, BUILDVARIANT) and the proxy ARGs; ENV/ARG expansion
 // where Docker expands; ONBUILD triggers of a base image; `COPY --from` a
 // stage (by name or index), an image or a named context; stages the target
-// does not reach are neither resolved nor converted.
+// does not reach are neither resolved nor converted. Beyond 1.4: `ADD <git
+// url>` with `--keep-git-dir` (1.5) is a git source op whose tree is copied
+// to the destination; `oci-layout://` named contexts are resolved through
+// the ImageResolver, which returns the platform's manifest digest for the
+// image op.
 //
 // The build-sources record (spec Part B §5, R23/R24 with kiln's K5/K10):
 // one `docker-image` source per resolved base image reachable from the
@@ -45,6 +49,9 @@ namespace kiln::dockerfile {
 struct ResolvedImage {
   std::string digest;         // what the reference resolved to (index digest when multi-platform)
   image::ImageConfig config;  // the config of the platform asked for
+  // oci-layout:// contexts only: the manifest digest for the platform, which
+  // the caller has put into the content store for the image op to unpack.
+  std::string manifest;
 };
 
 class ImageResolver {

@@ -390,6 +390,30 @@ TEST_F(ConvertTest, AddGitUrlIsAGitSourceCopiedToDest) {
   EXPECT_FALSE(cp->attempt_unpack);
 }
 
+// A git build context: the git source op, keeping .git with BuildKit's
+// BUILDKIT_CONTEXT_KEEP_GIT_DIR build arg.
+TEST_F(ConvertTest, GitBuildContextKeepsGitDirOnRequest) {
+  options_.context = "https://h.example/r.git#main:app";
+  options_.build_args["BUILDKIT_CONTEXT_KEEP_GIT_DIR"] = "1";
+  ConvertResult r = Convert("FROM busybox\nCOPY . /src/\n");
+  bool found = false;
+  for (const graph::VertexPtr& v : graph::Marshal(r.root).vertices) {
+    const auto* s = std::get_if<graph::SourceOp>(&v->op);
+    if (s == nullptr || s->identifier != "git://h.example/r.git#main:app") continue;
+    found = true;
+    EXPECT_EQ(s->attrs.at("git.fullurl"), "https://h.example/r.git");
+    EXPECT_EQ(s->attrs.at("git.keepgitdir"), "true");
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(ConvertTest, ChecksumOfAGitSourceIsRefused) {
+  EXPECT_NE(Error("FROM busybox\nADD --checksum=sha256:" + std::string(64, 'a') +
+                  " https://h.example/r.git#main /src/\n")
+                .find("checksum can't be specified for multiple sources or non-HTTP sources"),
+            std::string::npos);
+}
+
 // K8: a credential in an ADD URL reaches neither the step name nor the
 // image history.
 TEST_F(ConvertTest, CredentialsInAddUrlsAreRedactedInHistoryAndStepNames) {
