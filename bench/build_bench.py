@@ -387,11 +387,14 @@ def kiln_phases(run):
     for t, line in run.lines:
         if line.startswith("#") and " " in line:
             tag, rest = line.split(" ", 1)
-            if rest.startswith("["):
-                names[tag] = rest
+            if rest.startswith("[") or (tag not in names and not rest.startswith(("DONE", "CACHED"))):
+                names.setdefault(tag, rest)  # a step's or a task's first line names it
             elif rest.startswith("DONE") or rest.startswith("CACHED"):
                 out.append((names.get(tag, tag), rest))
-                last_done = t
+                # The export starts when the last build step is done; the
+                # exporter's own tasks ("exporting layers", ...) are part of it.
+                if names.get(tag, "").startswith("["):
+                    last_done = t
             elif tag == "#-":
                 out.append(("(at %.3f s)" % t, rest))
     return out, last_done
