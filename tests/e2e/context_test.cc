@@ -329,6 +329,38 @@ TEST_F(ContextTest, CredentialsInTheUrlAreUsedAndNeverShown) {
   EXPECT_NE(bad.err.find("Dockerfile:2"), std::string::npos) << bad.err;
 }
 
+// A token from a build secret (BuildKit's GIT_AUTH_TOKEN, also per host as
+// GIT_AUTH_TOKEN.<host>) authenticates the fetch; it reaches no output.
+TEST_F(ContextTest, GitAuthTokenSecretAuthenticates) {
+  const fs::path served = dir_.path() / "served";
+  const std::string commit =
+      CommitAndPublish(dir_.path() / "work", {{"t.txt", "tok\n"}}, "first", served, "tokened.git");
+  const std::string token = "tok-5150-secret";
+  LocalHttpServer server(served, dir_.path(), "smart", "x-access-token:" + token);
+  const std::string remote = server.Url() + "tokened.git";
+  WriteFile(ctx() / "Dockerfile", "FROM scratch\nADD " + remote + "#main /src/\n");
+
+  RunResult none = Build({"--metadata-file", meta().string()});
+  EXPECT_NE(none.exit_code, 0) << "no credentials: refused";
+  EXPECT_NE(none.err.find("GIT_AUTH_TOKEN"), std::string::npos) << none.err;
+
+  for (const std::string id : {"GIT_AUTH_TOKEN", "GIT_AUTH_TOKEN.127.0.0.1"}) {
+    RunOptions ro;
+    ro.env["KILN_TEST_GIT_TOKEN"] = token;
+    RunResult r = Build({"--secret", "id=" + id + ",env=KILN_TEST_GIT_TOKEN", "--no-cache",
+                         "--metadata-file", meta().string()},
+                        ro);
+    ASSERT_EQ(r.exit_code, 0) << id << ": " << Describe(r);
+    EXPECT_EQ(Image().files["src/t.txt"].data, "tok\n");
+    EXPECT_NE(RecordOf(meta()).find(Canon(GitSourceJson(remote + "#main", commit))),
+              std::string::npos);
+    EXPECT_EQ(r.out.find(token), std::string::npos);
+    EXPECT_EQ(r.err.find(token), std::string::npos) << r.err;
+    EXPECT_EQ(ReadAll(meta()).find(token), std::string::npos);
+    EXPECT_EQ(Image().config_json.find(token), std::string::npos);
+  }
+}
+
 // ---- remote build contexts --------------------------------------------------------
 
 TEST_F(ContextTest, GitRepositoryAsTheBuildContext) {
