@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "image/config.h"
+#include "kiln_process.h"
 #include "snapshot/labels.h"
 #include "util/base64.h"
 
@@ -20,27 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kiln-exporter-test-XXXXXX";
-    KILN_CHECK(::mkdtemp(tmpl) != nullptr, "mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(path_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink())
-        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using kiln::testing::TempDir;
 
 image::ImageConfig Template(const std::string& json_text) {
   auto c = image::ParseImageConfig(json_text);

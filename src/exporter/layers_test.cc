@@ -11,6 +11,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "kiln_process.h"
 #include "snapshot/labels.h"
 
 namespace kiln::exporter {
@@ -18,27 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kiln-exporter-test-XXXXXX";
-    KILN_CHECK(::mkdtemp(tmpl) != nullptr, "mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(path_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink())
-        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using kiln::testing::TempDir;
 
 TEST(ExportLayersTest, CompressesOnceAndReusesAfterwards) {
   TempDir dir;
