@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "build_harness.h"
+#include "git_http_server.h"
 #include "util/base64.h"
 #include "util/digest.h"
 
@@ -60,125 +61,6 @@ std::string CommitAndPublish(const fs::path& work, const std::map<std::string, s
   Git(served / name, {"update-server-info"});
   return Git(work, {"rev-parse", "HEAD"});
 }
-
-// A loopback HTTP server for the files under `root`: smart HTTP through
-// `git http-backend` ("smart"), or the files as they are ("dumb", which
-// also serves remote build contexts); with `auth` ("user:password") every
-// request must carry those basic credentials. Each request is logged to
-// LOG as "METHOD PATH" plus " fetch" when it asks for objects (a `want`).
-constexpr char kServerPy[] = R"PY(
-import base64, http.server, os, subprocess, sys
-root, mode, auth, portfile, logfile = sys.argv[1:6]
-class H(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-    def reply(self, status, body=b"", headers=()):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_GET(self):
-        self.serve()
-    def do_POST(self):
-        self.serve()
-    def serve(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
-        with open(logfile, "a") as f:
-            f.write("%s %s%s\n" % (self.command, self.path, " fetch" if b"want " in body else ""))
-        if auth != "-":
-            want = "Basic " + base64.b64encode(auth.encode()).decode()
-            if self.headers.get("Authorization") != want:
-                return self.reply(401, b"", [("WWW-Authenticate", 'Basic realm="git"')])
-        path, _, query = self.path.partition("?")
-        if mode == "dumb":
-            f = os.path.join(root, path.lstrip("/"))
-            if self.command != "GET" or not os.path.isfile(f):
-                return self.reply(404)
-            with open(f, "rb") as fh:
-                return self.reply(200, fh.read())
-        env = dict(os.environ, GIT_PROJECT_ROOT=root, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
-                   QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_ADDR="127.0.0.1",
-                   CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(n))
-        for h, v in (("Git-Protocol", "GIT_PROTOCOL"), ("Content-Encoding", "HTTP_CONTENT_ENCODING")):
-            if self.headers.get(h):
-                env[v] = self.headers.get(h)
-        out = subprocess.run(["git", "http-backend"], input=body, env=env,
-                             capture_output=True).stdout
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
-        head, _, rest = out.partition(sep)
-        status, headers = 200, []
-        for line in head.decode().splitlines():
-            k, _, v = line.partition(":")
-            if k.lower() == "status":
-                status = int(v.split()[0])
-            elif k:
-                headers.append((k, v.strip()))
-        self.reply(status, rest, headers)
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-with open(portfile + ".tmp", "w") as f:
-    f.write(str(srv.server_address[1]))
-os.rename(portfile + ".tmp", portfile)
-srv.serve_forever()
-)PY";
-
-class LocalHttpServer {
- public:
-  LocalHttpServer(const fs::path& root, const fs::path& scratch, const std::string& mode,
-                  const std::string& auth = "-")
-      : log_(scratch / ("requests-" + mode + "-" + std::to_string(counter_))) {
-    const fs::path script = scratch / "context_http_server.py";
-    WriteFile(script, kServerPy);
-    const fs::path portfile = scratch / ("port-" + mode + "-" + std::to_string(counter_++));
-    WriteFile(log_, "");
-    std::vector<std::string> args = {"python3", script.string(),   root.string(), mode,
-                                     auth,      portfile.string(), log_.string()};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-    posix_spawnattr_setpgroup(&attr, 0);
-    const int rc = ::posix_spawnp(&pid_, "python3", nullptr, &attr, argv.data(), environ);
-    posix_spawnattr_destroy(&attr);
-    EXPECT_EQ(rc, 0);
-    for (int i = 0; i < 500 && !fs::exists(portfile); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    port_ = ReadAll(portfile);
-    EXPECT_FALSE(port_.empty()) << "the HTTP server did not start";
-  }
-  ~LocalHttpServer() {
-    if (pid_ > 0) {
-      ::kill(-pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  // http://[userinfo@]127.0.0.1:PORT/
-  std::string Url(const std::string& userinfo = "") const {
-    return "http://" + (userinfo.empty() ? "" : userinfo + "@") + "127.0.0.1:" + port_ + "/";
-  }
-  // Requests so far that fetched objects.
-  int Fetches() const {
-    std::istringstream in(ReadAll(log_));
-    int n = 0;
-    for (std::string line; std::getline(in, line);) {
-      if (line.size() > 6 && line.substr(line.size() - 6) == " fetch") ++n;
-    }
-    return n;
-  }
-  void ClearLog() const { WriteFile(log_, ""); }
-
- private:
-  static inline int counter_ = 0;
-  fs::path log_;
-  pid_t pid_ = -1;
-  std::string port_;
-};
 
 // JSON text with object members sorted, as the metadata file holds the
 // record (buildx writes it as a generic map); the record's own member order
@@ -271,7 +153,7 @@ TEST_F(ContextTest, MovedBranchIsACacheMissUnchangedIsAHitWithoutFetch) {
   const fs::path work = dir_.path() / "work";
   const std::string c1 =
       CommitAndPublish(work, {{"file.txt", "one\n"}}, "first", served, "moving.git");
-  LocalHttpServer server(served, dir_.path(), "smart");
+  GitHttpServer server(served, dir_.path(), "smart");
   const std::string remote = server.Url() + "moving.git";
   const std::string dockerfile = "FROM scratch\nADD " + remote + "#main /src/\n";
 
@@ -305,7 +187,7 @@ TEST_F(ContextTest, CredentialsInTheUrlAreUsedAndNeverShown) {
   const std::string commit = CommitAndPublish(dir_.path() / "work", {{"secret.txt", "data\n"}},
                                               "first", served, "private.git");
   const std::string password = "s3cret-pw-4711";
-  LocalHttpServer server(served, dir_.path(), "smart", "kiln:" + password);
+  GitHttpServer server(served, dir_.path(), "smart", "kiln:" + password);
   const std::string remote = server.Url("kiln:" + password) + "private.git";
   const std::string shown = server.Url("xxxxx:xxxxx") + "private.git";
 
@@ -336,7 +218,7 @@ TEST_F(ContextTest, GitAuthTokenSecretAuthenticates) {
   const std::string commit =
       CommitAndPublish(dir_.path() / "work", {{"t.txt", "tok\n"}}, "first", served, "tokened.git");
   const std::string token = "tok-5150-secret";
-  LocalHttpServer server(served, dir_.path(), "smart", "x-access-token:" + token);
+  GitHttpServer server(served, dir_.path(), "smart", "x-access-token:" + token);
   const std::string remote = server.Url() + "tokened.git";
   WriteFile(ctx() / "Dockerfile", "FROM scratch\nADD " + remote + "#main /src/\n");
 
@@ -371,7 +253,7 @@ TEST_F(ContextTest, GitRepositoryAsTheBuildContext) {
                         {"hello.txt", "from the repository\n"},
                         {"docker/alt.Dockerfile", "FROM scratch\nCOPY docker/ /d/\n"}},
                        "first", served, "ctx.git");
-  LocalHttpServer server(served, dir_.path(), "smart");
+  GitHttpServer server(served, dir_.path(), "smart");
   const std::string url = server.Url() + "ctx.git#main";
   const fs::path meta = dir_.path() / "meta.json";
   RunResult r = Kiln({"build", "--progress", "plain", "-o", "type=oci,dest=" + out().string(),
@@ -400,7 +282,7 @@ TEST_F(ContextTest, HttpTarballAndPlainDockerfileAsTheBuildContext) {
                             .c_str()),
             0);
   WriteFile(files / "Dockerfile.plain", "FROM scratch\nARG HTTP\nADD ${HTTP}/hello.txt /h.txt\n");
-  LocalHttpServer server(files, dir_.path(), "dumb");
+  GitHttpServer server(files, dir_.path(), "dumb");
   const fs::path meta = dir_.path() / "meta.json";
 
   const std::string tarball = server.Url() + "ctx.tar.gz";
