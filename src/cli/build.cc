@@ -6,6 +6,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -187,6 +188,46 @@ Result<std::shared_ptr<snapshot::Snapshotter>> OpenSnapshots(const GlobalOptions
   return snapshot::Snapshotter::Open(dir, so);
 }
 
+// One platform's record: what the frontend asked for, merged with what the
+// sources reported along its solved graph (K4).
+Result<bi::BuildInfo> RecordOf(const dockerfile::ConvertResult& converted,
+                               const bi::RequestAttrs& attrs, const ops::PinTable& pins_learned) {
+  bi::SourcePins pins;
+  if (!converted.root.scratch()) {
+    std::string missing;
+    auto report =
+        [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
+      const auto* src = std::get_if<graph::SourceOp>(&v->op);
+      // Local contexts report nothing (R10); an oci-layout context is named by
+      // its context:NAME attribute and deps (docs/contexts.md).
+      if (!src || src->identifier.rfind("local://", 0) == 0 ||
+          src->identifier.rfind("oci-layout://", 0) == 0) {
+        return std::nullopt;
+      }
+      if (std::optional<std::string> pin = pins_learned.Get(src->identifier)) {
+        return std::make_pair(src->identifier, *pin);
+      }
+      missing = src->identifier;
+      return std::nullopt;
+    };
+    auto inputs_of = [](const graph::VertexPtr& v) {
+      std::vector<graph::VertexPtr> in;
+      for (const graph::Output& o : v->inputs) {
+        if (!o.scratch()) in.push_back(o.vertex);
+      }
+      return in;
+    };
+    pins = bi::CollectSources(converted.root.vertex, inputs_of, report);
+    if (!missing.empty()) {
+      return Status::Internal("no pin was recorded for source " + source::RedactUrl(missing));
+    }
+  }
+  KILN_ASSIGN_OR_RETURN(bi::BuildInfo bridged,
+                        bi::BridgeMerge(bi::kMetadataKey, "dockerfile.v0", attrs, converted.sources,
+                                        /*deps_from_request=*/false));
+  return bi::Finalize(bridged, pins);
+}
+
 }  // namespace
 
 static Result<std::string> Build(const GlobalOptions& global, const BuildOptions& options);
@@ -227,6 +268,10 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   if (!options.target.empty()) attrs["target"] = options.target;
   KILN_RETURN_IF_ERROR(
       ApplyFrontendFlags(options.platform, options.build_args, options.build_contexts, &opt));
+  // One conversion, image and record per platform; several make an index.
+  KILN_ASSIGN_OR_RETURN(const std::vector<image::Platform> platforms,
+                        ParsePlatformList(options.platform));
+  const bool multi = platforms.size() > 1;
   KILN_ASSIGN_OR_RETURN(auto local_contexts, TakeLocalNamedContexts(&opt));
   if (remote_context) {
     opt.context = context_arg;
@@ -257,6 +302,12 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   for (const std::string& spec : options.outputs) {
     Result<exporter::Output> out = exporter::ParseOutput(spec);
     if (!out.ok()) return Status(out.status().code(), "-o: " + out.status().message());
+    if (multi && out->type == "docker") {
+      return Status::InvalidArgument(
+          "-o type=docker: a Docker archive holds one platform, and --platform names " +
+          std::to_string(platforms.size()) + " (" + options.platform +
+          "): use type=oci or type=image for several platforms, or build one --platform");
+    }
     outputs.push_back(std::move(*out));
   }
   if (options.push) {
@@ -337,9 +388,18 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   opt.resolver = &resolver;
   static util::Metric convert_metric("frontend (resolve+convert)");
   phase.emplace(&convert_metric);
-  Result<dockerfile::ConvertResult> converted_or = dockerfile::ConvertToGraph(dockerfile_text, opt);
-  if (!converted_or.ok()) return converted_or.status();
-  dockerfile::ConvertResult converted = std::move(converted_or).value();
+  // Once per platform: platform ARGs follow the target, and stages built
+  // for $BUILDPLATFORM come out the same, so their vertices are shared.
+  std::vector<dockerfile::ConvertResult> converted_all;
+  for (const image::Platform& p : platforms) {
+    dockerfile::ConvertOptions po = opt;
+    po.target_platform = p;
+    Result<dockerfile::ConvertResult> converted_or =
+        dockerfile::ConvertToGraph(dockerfile_text, po);
+    if (!converted_or.ok()) return converted_or.status();
+    converted_all.push_back(std::move(converted_or).value());
+  }
+  const dockerfile::ConvertResult& converted = converted_all.front();
   static util::Metric plan_metric("context + plan");
   phase.emplace(&plan_metric);
   {
@@ -369,7 +429,9 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     KILN_ASSIGN_OR_RETURN(lopt.excludes, source::IgnoreMatcher::Parse(text));
   }
 
-  const graph::Definition def = graph::Marshal(converted.root);
+  std::vector<graph::Output> roots;
+  for (const dockerfile::ConvertResult& c : converted_all) roots.push_back(c.root);
+  const graph::Definition def = graph::MarshalAll(roots);
   std::mutex executor_mu;
   std::unique_ptr<executor::Executor> executor;
   env.executor = [&]() -> Result<executor::Executor*> {
@@ -401,61 +463,44 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   KILN_ASSIGN_OR_RETURN(popt.mode, ParseProgressMode(options.progress));
   for (const solver::Vertex& v : plan.vertices) popt.vertex_digests.push_back(v.digest.str());
   Progress progress(std::move(popt));
-  std::string top;
+  // The final snapshot per platform ("" for scratch); one solve for all, so
+  // a vertex the platforms share runs once.
+  std::vector<std::string> tops(platforms.size());
   static util::Metric solve_metric("solve");
   phase.emplace(&solve_metric);
-  if (!plan.root_scratch) {
+  std::vector<solver::Edge> targets;
+  for (size_t i = 0; i < plan.roots.size(); ++i) {
+    if (!plan.roots_scratch[i]) targets.push_back(plan.roots[i]);
+  }
+  if (!targets.empty()) {
     solver::Solver solver(cache, ops::MakeLoader(&env));
     solver::SolveOptions so;
     so.cancel = &cancel;
     so.progress = [&progress](const solver::Event& e) { progress.Event(e); };
-    Result<solver::SolveResult> solved = solver.Solve(plan.vertices, {plan.root}, so);
+    Result<solver::SolveResult> solved = solver.Solve(plan.vertices, targets, so);
     if (!solved.ok()) {
       Status st = solved.status();
       std::string where;
       if (st.code() != StatusCode::kCancelled) where = progress.FailureContext(def, dockerfile);
       return Status(st.code(), st.message() + where, st.exit_code());
     }
-    KILN_ASSIGN_OR_RETURN(top, ops::SnapshotOf(solved->refs.front()));
-  }
-
-  phase.reset();
-  // The record: what the frontend asked for, merged with what the sources
-  // reported along the solved graph (K4).
-  bi::SourcePins pins;
-  if (!converted.root.scratch()) {
-    std::string missing;
-    auto report =
-        [&](const graph::VertexPtr& v) -> std::optional<std::pair<std::string, std::string>> {
-      const auto* src = std::get_if<graph::SourceOp>(&v->op);
-      // Local contexts report nothing (R10); an oci-layout context is named by
-      // its context:NAME attribute and deps (docs/contexts.md).
-      if (!src || src->identifier.rfind("local://", 0) == 0 ||
-          src->identifier.rfind("oci-layout://", 0) == 0) {
-        return std::nullopt;
-      }
-      if (std::optional<std::string> pin = plan.pins->Get(src->identifier)) {
-        return std::make_pair(src->identifier, *pin);
-      }
-      missing = src->identifier;
-      return std::nullopt;
-    };
-    auto inputs_of = [](const graph::VertexPtr& v) {
-      std::vector<graph::VertexPtr> in;
-      for (const graph::Output& o : v->inputs) {
-        if (!o.scratch()) in.push_back(o.vertex);
-      }
-      return in;
-    };
-    pins = bi::CollectSources(converted.root.vertex, inputs_of, report);
-    if (!missing.empty()) {
-      return Status::Internal("no pin was recorded for source " + source::RedactUrl(missing));
+    size_t next = 0;
+    for (size_t i = 0; i < plan.roots.size(); ++i) {
+      if (plan.roots_scratch[i]) continue;
+      KILN_ASSIGN_OR_RETURN(tops[i], ops::SnapshotOf(solved->refs.at(next++)));
     }
   }
-  KILN_ASSIGN_OR_RETURN(bi::BuildInfo bridged,
-                        bi::BridgeMerge(bi::kMetadataKey, "dockerfile.v0", attrs, converted.sources,
-                                        /*deps_from_request=*/false));
-  KILN_ASSIGN_OR_RETURN(bi::BuildInfo record, bi::Finalize(bridged, pins));
+  const std::string& top = tops.front();
+
+  phase.reset();
+  // The record per platform: what the frontend asked for, merged with what
+  // the sources reported along that platform's solved graph (K4).
+  std::vector<bi::BuildInfo> records;
+  for (const dockerfile::ConvertResult& c : converted_all) {
+    KILN_ASSIGN_OR_RETURN(bi::BuildInfo r, RecordOf(c, attrs, *plan.pins));
+    records.push_back(std::move(r));
+  }
+  const bi::BuildInfo& record = records.front();
 
   // The image.
   static util::Metric export_metric("export (layers+image+outputs)");
@@ -469,40 +514,91 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   out_env.cancel = &cancel;
   out_env.source_date_epoch = epoch;
   out_env.report = [&progress](const util::TaskUpdate& u) { progress.Task(u); };
-  for (const bi::Source& s : record.sources) {
-    if (s.type != bi::kTypeDockerImage) continue;
-    if (Result<image::Reference> from = image::ParseNormalizedNamed(s.ref); from.ok()) {
-      out_env.mount_from.push_back(*std::move(from));
+  for (const bi::BuildInfo& rec : records) {
+    for (const bi::Source& s : rec.sources) {
+      if (s.type != bi::kTypeDockerImage) continue;
+      if (Result<image::Reference> from = image::ParseNormalizedNamed(s.ref); from.ok()) {
+        if (std::find(out_env.mount_from.begin(), out_env.mount_from.end(), *from) ==
+            out_env.mount_from.end()) {
+          out_env.mount_from.push_back(*std::move(from));
+        }
+      }
     }
   }
-  // Layers per variant (compression, clamp), each exported once.
+  // Layers per platform and variant (compression, clamp), each exported once.
   std::map<std::string, std::vector<exporter::Layer>> layers_by_variant;
-  auto layers_for =
-      [&](const exporter::LayerOptions& lo) -> Result<const std::vector<exporter::Layer>*> {
-    const std::string key = exporter::VariantSuffix(lo) + (lo.force ? "+force" : "");
+  auto layers_for = [&](const exporter::LayerOptions& lo,
+                        size_t platform) -> Result<const std::vector<exporter::Layer>*> {
+    const std::string key =
+        std::to_string(platform) + ":" + exporter::VariantSuffix(lo) + (lo.force ? "+force" : "");
     auto it = layers_by_variant.find(key);
     if (it == layers_by_variant.end()) {
-      KILN_ASSIGN_OR_RETURN(
-          std::vector<exporter::Layer> layers,
-          exporter::ExportLayers(*snapshots, store, top, lo, 2, &cancel, &stats, out_env.report));
+      KILN_ASSIGN_OR_RETURN(std::vector<exporter::Layer> layers,
+                            exporter::ExportLayers(*snapshots, store, tops[platform], lo, 2,
+                                                   &cancel, &stats, out_env.report));
       it = layers_by_variant.emplace(key, std::move(layers)).first;
     }
     return &it->second;
   };
+  // A multi-platform build's images, one per platform, in an index.
+  auto write_index = [&](const exporter::LayerOptions& lo, const bi::ExportOptions& ro,
+                         bool oci_mediatypes) -> Result<exporter::WrittenIndex> {
+    std::vector<exporter::PlatformImage> images;
+    for (size_t p = 0; p < platforms.size(); ++p) {
+      KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(lo, p));
+      exporter::ImageRequest r;
+      r.config = converted_all[p].config;
+      r.layers = *layers;
+      r.record = &records[p];
+      r.record_options = ro;
+      r.oci_mediatypes = oci_mediatypes;
+      r.source_date_epoch = epoch;
+      KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
+      // The platform asked for, as the record's key names it (the config
+      // says the same unless a stage forced another platform).
+      images.push_back({platforms[p], std::move(written)});
+    }
+    return exporter::WriteIndex(store, std::move(images), oci_mediatypes);
+  };
   // One image per image output (its options may differ); the first, or the
   // image alone when there is no output, is the one the response describes.
   std::optional<exporter::WrittenImage> img;
+  std::optional<exporter::WrittenIndex> index;  // multi-platform
   std::vector<std::string> img_names = options.tags;
   bool filesystem_only = !outputs.empty();
   for (size_t i = 0; i < outputs.size(); ++i) {
     exporter::OutputResult result;
     if (!exporter::IsImageOutput(outputs[i])) {
-      KILN_RETURN_IF_ERROR(exporter::WriteFilesystemOutput(out_env, outputs[i], top, &result));
+      if (!multi) {
+        KILN_RETURN_IF_ERROR(exporter::WriteFilesystemOutput(out_env, outputs[i], top, &result));
+        continue;
+      }
+      // A folder per platform, as buildx writes them.
+      std::vector<exporter::PlatformFilesystem> fss;
+      for (size_t p = 0; p < platforms.size(); ++p) fss.push_back({platforms[p], tops[p]});
+      KILN_RETURN_IF_ERROR(exporter::WriteFilesystemOutput(out_env, outputs[i], fss, &result));
       continue;
     }
     filesystem_only = false;
     const exporter::ImageOutputOptions& io = image_options[i];
-    KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(io.layers));
+    if (multi) {
+      KILN_ASSIGN_OR_RETURN(exporter::WrittenIndex written,
+                            write_index(io.layers, record_options[i], io.oci_mediatypes));
+      KILN_RETURN_IF_ERROR(exporter::WriteImageOutput(out_env, outputs[i], io, written, &result));
+      if (outputs[i].type == "image") {
+        for (const std::string& n : io.names) {
+          KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(n));
+          KILN_RETURN_IF_ERROR(RecordReference(global.root, image::TagNameOnly(ref).String(),
+                                               written.descriptor.digest));
+        }
+      }
+      if (!index) {
+        index = std::move(written);
+        img_names = io.names;
+      }
+      continue;
+    }
+    KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(io.layers, 0));
     exporter::ImageRequest r;
     r.config = converted.config;
     r.layers = *layers;
@@ -526,7 +622,23 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     }
   }
   std::map<std::string, std::string> response;
-  if (filesystem_only) {
+  if (multi) {
+    // Each platform's record under its own key (R40, K3).
+    std::map<std::string, bi::BuildInfo> by_key;
+    for (size_t p = 0; p < platforms.size(); ++p) {
+      by_key.emplace(bi::ResponseKey(image::Format(platforms[p])), records[p]);
+    }
+    if (filesystem_only) {
+      KILN_ASSIGN_OR_RETURN(response, bi::ExporterResponse(by_key));
+    } else {
+      if (!index) {
+        exporter::LayerOptions lo;
+        lo.source_date_epoch = epoch;
+        KILN_ASSIGN_OR_RETURN(index, write_index(lo, bi::ExportOptions{}, true));
+      }
+      KILN_ASSIGN_OR_RETURN(response, exporter::IndexResponse(*index, by_key, img_names));
+    }
+  } else if (filesystem_only) {
     // type=local/tar only: no image, the record still in the response (R40).
     KILN_ASSIGN_OR_RETURN(response,
                           bi::ExporterResponse({{std::string(bi::kMetadataKey), record}}));
@@ -534,7 +646,7 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     if (!img) {
       exporter::LayerOptions lo;
       lo.source_date_epoch = epoch;
-      KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(lo));
+      KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(lo, 0));
       exporter::ImageRequest r;
       r.config = converted.config;
       r.layers = *layers;
@@ -554,6 +666,7 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   }
   progress.Finish("exporting: " + std::to_string(stats.compressed) + " layers compressed, " +
                   std::to_string(stats.reused) + " reused");
+  if (index) return index->descriptor.digest.str() + "\n";
   if (!img) return std::string();
   return img->manifest.digest.str() + "\n";
 }

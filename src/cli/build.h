@@ -1,7 +1,7 @@
 // `kiln build`: runs a Dockerfile and writes the image, buildx-style.
 //
 //   build [-f FILE] [-t NAME]... [--build-arg K=V]... [--target T]
-//         [--platform P] [--secret id=ID,src=FILE|env=VAR]... [--no-cache]
+//         [--platform P[,P...]] [--secret id=ID,src=FILE|env=VAR]... [--no-cache]
 //         [--no-cache-filter STAGE]... [--build-context NAME=VALUE]...
 //         [-o TYPE,OPTIONS...]... [--push] [--metadata-file F]
 //         [--progress auto|tty|plain|quiet|rawjson] CONTEXT
@@ -15,7 +15,8 @@
 //
 // Progress goes to stderr (cli/progress.h: a live display on a terminal,
 // BuildKit's plain format otherwise: "#N name", output lines, "#N DONE
-// 0.3s" / "#N CACHED"). The image's digest is printed on stdout. A failing step's error names the
+// 0.3s" / "#N CACHED"). The image's digest is printed on stdout (the
+// index's, for several platforms: docs/platforms.md). A failing step's error names the
 // step, its Dockerfile line and the last lines of its output.
 //
 // Called by main.cc only.
@@ -35,7 +36,7 @@ struct BuildOptions {
   std::vector<std::string> tags;
   std::vector<std::string> build_args;  // K=V, or K (value from the environment)
   std::string target;
-  std::string platform;  // "" = the host's
+  std::string platform;  // "" = the host's; "a,b": one image per platform, in an index
   std::vector<std::string> secrets;
   bool no_cache = false;
   std::vector<std::string> no_cache_filter;

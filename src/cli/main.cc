@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   build->add_option("--target", build_opts.target, "Stage to build (default: the last)");
   build->add_option("--platform", build_opts.platform,
-                    "Target platform os/arch[/variant] (default: the host's)");
+                    "Target platforms os/arch[/variant], comma-separated: several make an index "
+                    "with one image per platform (default: the host's)");
   build
       ->add_option("--secret", build_opts.secrets,
                    "Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR")

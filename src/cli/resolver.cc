@@ -150,11 +150,50 @@ Result<dockerfile::ResolvedImage> RegistryImageResolver::ResolveImage(
     return dockerfile::ResolvedImage{img.top.str(), std::move(cfg), img.manifest.str()};
   }
   KILN_ASSIGN_OR_RETURN(image::Reference parsed, image::ParseNormalizedNamed(ref));
-  KILN_ASSIGN_OR_RETURN(registry::Resolved resolved, client_->Resolve(parsed, platform));
+  Result<registry::Resolved> resolved_or = client_->Resolve(parsed, platform);
+  if (!resolved_or.ok()) {
+    // The frontend names the reference ("resolving REF: ..."): once is enough.
+    const Status& st = resolved_or.status();
+    const std::string prefix = ref + ": ";
+    if (st.message().rfind(prefix, 0) == 0) {
+      return Status(st.code(), st.message().substr(prefix.size()), st.exit_code());
+    }
+    return st;
+  }
+  registry::Resolved resolved = std::move(resolved_or).value();
   KILN_RETURN_IF_ERROR(client_->FetchBlob(parsed, resolved.config, *store_));
   KILN_ASSIGN_OR_RETURN(std::string config, store_->Read(resolved.config.digest));
   KILN_ASSIGN_OR_RETURN(image::ImageConfig cfg, image::ParseImageConfig(config));
   return dockerfile::ResolvedImage{resolved.top.digest.str(), std::move(cfg), ""};
+}
+
+Result<std::vector<image::Platform>> ParsePlatformList(const std::string& platforms) {
+  if (platforms.empty()) return std::vector<image::Platform>{image::DefaultPlatform()};
+  std::vector<image::Platform> out;
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = platforms.find(',', start);
+    const std::string item =
+        platforms.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (item.empty()) {
+      return Status::InvalidArgument("--platform " + platforms +
+                                     ": empty platform (expected OS/ARCH[/VARIANT] items "
+                                     "separated by commas, e.g. linux/amd64,linux/arm64)");
+    }
+    Result<image::Platform> p = image::ParsePlatform(item);
+    if (!p.ok())
+      return Status::InvalidArgument("--platform " + platforms + ": " + p.status().message());
+    image::Platform normalized = image::Normalize(*p);
+    for (const image::Platform& seen : out) {
+      if (seen == normalized) {
+        return Status::InvalidArgument("--platform " + platforms + ": " +
+                                       image::Format(normalized) + " is given twice");
+      }
+    }
+    out.push_back(std::move(normalized));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 Status ApplyFrontendFlags(const std::string& platform, const std::vector<std::string>& build_args,
@@ -163,8 +202,8 @@ Status ApplyFrontendFlags(const std::string& platform, const std::vector<std::st
   opt->build_platform = image::DefaultPlatform();
   opt->target_platform = opt->build_platform;
   if (!platform.empty()) {
-    KILN_ASSIGN_OR_RETURN(image::Platform p, image::ParsePlatform(platform));
-    opt->target_platform = image::Normalize(p);
+    KILN_ASSIGN_OR_RETURN(std::vector<image::Platform> list, ParsePlatformList(platform));
+    opt->target_platform = list.front();
   }
   for (const std::string& kv : build_args) {
     const size_t eq = kv.find('=');

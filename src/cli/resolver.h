@@ -18,6 +18,7 @@
 
 #include "content/store.h"
 #include "frontend/dockerfile/convert.h"
+#include "image/platform.h"
 #include "ops/ops.h"
 #include "registry/client.h"
 #include "util/cancel.h"
@@ -37,7 +38,15 @@ class RegistryImageResolver : public dockerfile::ImageResolver {
   const content::Store* store_;
 };
 
-// --platform (the host's when empty), --build-arg K=V (a bare K takes $K
+// --platform's value: "OS/ARCH[/VARIANT]" items separated by commas (one
+// build for several platforms), each parsed and normalized as
+// image::ParsePlatform and image::Normalize do, in the order given; the
+// host's platform alone when `platforms` is empty. kInvalidArgument naming
+// the flag for an empty or bad item, or a platform given twice (after
+// normalizing: "linux/arm64" and "linux/arm64/v8" are the same).
+Result<std::vector<image::Platform>> ParsePlatformList(const std::string& platforms);
+
+// --platform (the host's when empty; the first of a list), --build-arg K=V (a bare K takes $K
 // from the environment, and is skipped when unset) and --build-context
 // NAME=VALUE, into `opt`. Errors name the flag.
 Status ApplyFrontendFlags(const std::string& platform, const std::vector<std::string>& build_args,

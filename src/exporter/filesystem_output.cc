@@ -1,7 +1,8 @@
 // The filesystem outputs (outputs.h): type=tar writes the final filesystem
 // of a build, snapshot::Snapshotter::Export()'s normalized tar, to a file
 // (temp file, fsync, rename) or to stdout; type=local extracts the same tar
-// into a directory.
+// into a directory. Several platforms: a folder per platform, extracted side
+// by side (for type=tar into a scratch snapshot exported once).
 //
 // Extraction is snapshot::ExtractTar (the snapshot module's layer reader in
 // copy mode): every path is resolved
@@ -23,6 +24,7 @@
 #include <thread>
 
 #include "exporter/outputs.h"
+#include "image/platform.h"
 #include "snapshot/snapshotter.h"
 
 namespace kiln::exporter {
@@ -183,6 +185,52 @@ Status WriteFilesystemOutput(const OutputEnv& env, const Output& output, const s
   if (!st.ok()) task.error = st.message();
   util::Report(env.report, task);
   return st;
+}
+
+Status WriteFilesystemOutput(const OutputEnv& env, const Output& output,
+                             const std::vector<PlatformFilesystem>& platforms,
+                             OutputResult* result) {
+  if (result) *result = OutputResult{};
+  auto dest_it = output.attrs.find("dest");
+  if ((output.type != "local" && output.type != "tar") || dest_it == output.attrs.end() ||
+      dest_it->second.empty()) {
+    return WriteFilesystemOutput(env, output, std::string(), result);  // reports what is wrong
+  }
+  if (output.type == "local") {
+    // DIR/linux_amd64, DIR/linux_arm64, ...
+    for (const PlatformFilesystem& p : platforms) {
+      Output one = output;
+      one.attrs["dest"] =
+          (std::filesystem::path(dest_it->second) / PlatformFolder(p.platform)).string();
+      KILN_RETURN_IF_ERROR(WriteFilesystemOutput(env, one, p.top, result));
+    }
+    return Status::Ok();
+  }
+  if (env.snapshots == nullptr) return Status::Internal("output: no snapshotter");
+  // The folders side by side in a scratch snapshot, then one tar of it.
+  snapshot::DiffOptions options;
+  options.clamp_mtime = env.source_date_epoch;
+  std::string combined;
+  {
+    KILN_ASSIGN_OR_RETURN(snapshot::Active scratch, env.snapshots->Prepare(""));
+    for (const PlatformFilesystem& p : platforms) {
+      util::TaskUpdate task;
+      task.id = "output:tar:" + PlatformFolder(p.platform);
+      task.name = "collecting " + image::Format(p.platform);
+      util::Report(env.report, task);
+      Status st = WriteLocal(env, p.top, (scratch.path() / PlatformFolder(p.platform)).string(),
+                             options, &task);
+      task.state = st.ok() ? util::TaskUpdate::State::kDone : util::TaskUpdate::State::kError;
+      if (!st.ok()) task.error = st.message();
+      util::Report(env.report, task);
+      if (!st.ok()) return st;
+    }
+    KILN_ASSIGN_OR_RETURN(combined, scratch.Commit());
+  }
+  Status st = WriteFilesystemOutput(env, output, combined, result);
+  Status removed = env.snapshots->Remove(combined);
+  if (!st.ok()) return st;
+  return removed;
 }
 
 }  // namespace kiln::exporter

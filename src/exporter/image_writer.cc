@@ -161,4 +161,19 @@ Result<std::map<std::string, std::string>> Response(const WrittenImage& img,
   return r;
 }
 
+Result<std::map<std::string, std::string>> IndexResponse(
+    const WrittenIndex& index, const std::map<std::string, buildinfo::BuildInfo>& records,
+    const std::vector<std::string>& names) {
+  using Response = std::map<std::string, std::string>;
+  KILN_ASSIGN_OR_RETURN(Response r, buildinfo::ExporterResponse(records));
+  r["containerimage.digest"] = index.descriptor.digest.str();
+  r["containerimage.descriptor"] = util::Base64Encode(index.descriptor.ToJson());
+  if (!names.empty()) {
+    std::string joined;
+    for (const std::string& n : names) joined += (joined.empty() ? "" : ",") + n;
+    r["image.name"] = joined;
+  }
+  return r;
+}
+
 }  // namespace kiln::exporter

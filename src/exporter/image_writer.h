@@ -83,4 +83,12 @@ Result<std::map<std::string, std::string>> Response(const WrittenImage& image,
                                                     const buildinfo::BuildInfo* record,
                                                     const std::vector<std::string>& names);
 
+// The exporter response of a multi-platform build: each platform's record
+// under its key (buildinfo::ResponseKey(image::Format(platform)), R40),
+// containerimage.digest and containerimage.descriptor naming the index, and
+// image.name when named. `records` are by key.
+Result<std::map<std::string, std::string>> IndexResponse(
+    const WrittenIndex& index, const std::map<std::string, buildinfo::BuildInfo>& records,
+    const std::vector<std::string>& names);
+
 }  // namespace kiln::exporter

@@ -13,6 +13,7 @@
 #include "content/layout.h"
 #include "image/index.h"
 #include "image/media_types.h"
+#include "image/platform.h"
 #include "image/reference.h"
 #include "util/json.h"
 
@@ -116,8 +117,11 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
                           const ImageOutputOptions& options, const WrittenImage& img,
                           OutputResult* result);
 Status PushImageOutput(const OutputEnv& env, const Output& output,
-                       const ImageOutputOptions& options, const WrittenImage& img,
-                       OutputResult* result);
+                       const ImageOutputOptions& options, const image::Descriptor& top,
+                       uint64_t total, OutputResult* result);
+Status WriteIndexArchiveOutput(const OutputEnv& env, const Output& output,
+                               const ImageOutputOptions& options, const WrittenIndex& index,
+                               OutputResult* result);
 
 }  // namespace
 
@@ -252,9 +256,49 @@ Status WriteImageOutput(const OutputEnv& env, const Output& output,
   if (output.type == "image") {
     // Without push the image is only named; the caller records the names.
     if (!options.push) return Status::Ok();
-    return PushImageOutput(env, output, options, image, result);
+    uint64_t total = static_cast<uint64_t>(image.config.size);
+    for (const image::Descriptor& l : image.layers) total += static_cast<uint64_t>(l.size);
+    return PushImageOutput(env, output, options, image.manifest, total, result);
   }
   return Status::InvalidArgument("output type \"" + output.type + "\" is not an image output");
+}
+
+Status WriteImageOutput(const OutputEnv& env, const Output& output,
+                        const ImageOutputOptions& options, const WrittenIndex& index,
+                        OutputResult* result) {
+  if (result) *result = OutputResult{};
+  if (output.type == "docker") {
+    std::string list;
+    for (const PlatformImage& pi : index.images) {
+      list += (list.empty() ? "" : ", ") + image::Format(pi.platform);
+    }
+    return Status::InvalidArgument(
+        "output type=docker holds one platform, and this build made " +
+        std::to_string(index.images.size()) + " (" + list +
+        "): use type=oci or type=image for several platforms, or build one --platform");
+  }
+  if (output.type == "oci") return WriteIndexArchiveOutput(env, output, options, index, result);
+  if (output.type == "image") {
+    if (!options.push) return Status::Ok();
+    uint64_t total = 0;
+    std::set<util::Digest> seen;
+    for (const PlatformImage& pi : index.images) {
+      if (seen.insert(pi.image.config.digest).second) {
+        total += static_cast<uint64_t>(pi.image.config.size);
+      }
+      for (const image::Descriptor& l : pi.image.layers) {
+        if (seen.insert(l.digest).second) total += static_cast<uint64_t>(l.size);
+      }
+    }
+    return PushImageOutput(env, output, options, index.descriptor, total, result);
+  }
+  return Status::InvalidArgument("output type \"" + output.type + "\" is not an image output");
+}
+
+std::string PlatformFolder(const image::Platform& platform) {
+  std::string out = image::Format(platform);
+  std::replace(out.begin(), out.end(), '/', '_');
+  return out;
 }
 
 namespace {
@@ -308,14 +352,28 @@ std::vector<content::ExtraFile> DockerArchiveFiles(const WrittenImage& img,
   return files;
 }
 
+// The annotations index.json gives the top descriptor: the first name, as
+// containerd and BuildKit name an image in an OCI layout.
+Status AnnotateName(const std::vector<std::string>& names, image::Descriptor* top) {
+  if (names.empty()) return Status::Ok();
+  KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(names.front()));
+  ref = image::TagNameOnly(ref);
+  top->annotations["io.containerd.image.name"] = ref.String();
+  if (!ref.tag.empty()) top->annotations["org.opencontainers.image.ref.name"] = ref.tag;
+  return Status::Ok();
+}
+
+Status WriteArchive(const OutputEnv& env, const Output& output, const std::string& dest_text,
+                    bool tar, const image::Descriptor& top,
+                    const std::vector<content::BlobRef>& blobs,
+                    std::vector<content::ExtraFile> extra, bool* skipped);
+
 // type=oci and type=docker: the image as an OCI layout (a tar, a directory
 // with tar=false, or a tar on stdout with dest=-); type=docker adds
 // manifest.json and repositories for `docker load`.
 Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
                           const ImageOutputOptions& options, const WrittenImage& img,
                           OutputResult* result) {
-  const content::Store& store = *env.store;
-  const std::filesystem::path& state_dir = env.state_dir;
   const bool docker = output.type == "docker";
   bool* skipped = result ? &result->skipped : nullptr;
   if (skipped) *skipped = false;
@@ -328,29 +386,36 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
   KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
   image::Descriptor top = img.manifest;
   const std::vector<std::string>& all_names = options.names;
-  if (!all_names.empty()) {
-    KILN_ASSIGN_OR_RETURN(image::Reference ref, image::ParseNormalizedNamed(all_names.front()));
-    ref = image::TagNameOnly(ref);
-    top.annotations["io.containerd.image.name"] = ref.String();
-    if (!ref.tag.empty()) top.annotations["org.opencontainers.image.ref.name"] = ref.tag;
-  }
-  image::Index index;
-  index.media_type = std::string(image::kMediaTypeOciIndex);
-  index.manifests.push_back(top);
-  const std::string index_json = index.ToJson();
+  KILN_RETURN_IF_ERROR(AnnotateName(all_names, &top));
   std::vector<content::BlobRef> blobs;
   blobs.push_back({img.manifest.digest, static_cast<uint64_t>(img.manifest.size)});
   blobs.push_back({img.config.digest, static_cast<uint64_t>(img.config.size)});
   for (const image::Descriptor& l : img.layers) {
     blobs.push_back({l.digest, static_cast<uint64_t>(l.size)});
   }
-  const std::string dest_text = dest_it->second;
+  std::vector<content::ExtraFile> extra;
+  if (docker) extra = DockerArchiveFiles(img, all_names);
+  return WriteArchive(env, output, dest_it->second, tar, top, blobs, std::move(extra), skipped);
+}
+
+// The OCI layout or archive of `top` (its index.json names `top` alone) with
+// `blobs` and `extra` files, skipped when unchanged (WriteImageOutput).
+Status WriteArchive(const OutputEnv& env, const Output& output, const std::string& dest_text,
+                    bool tar, const image::Descriptor& top,
+                    const std::vector<content::BlobRef>& blobs,
+                    std::vector<content::ExtraFile> extra, bool* skipped) {
+  const content::Store& store = *env.store;
+  const std::filesystem::path& state_dir = env.state_dir;
+  image::Index index;
+  index.media_type = std::string(image::kMediaTypeOciIndex);
+  index.manifests.push_back(top);
+  const std::string index_json = index.ToJson();
   const std::filesystem::path dest = dest_text;
   content::WriteOptions wo;
   wo.source_verifies = true;  // the store's reader verifies every blob
   // Blob bodies file to file (copy_file_range), hashed meanwhile.
   wo.blob_file = content::StoreBlobFile(store);
-  if (docker) wo.extra_files = DockerArchiveFiles(img, all_names);
+  wo.extra_files = std::move(extra);
   if (!tar) {
     if (dest_text == "-") {
       return Status::InvalidArgument("output type=" + output.type +
@@ -406,12 +471,43 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
   return Status::Ok();
 }
 
+// type=oci for a multi-platform build: index.json names the index (with the
+// name annotations), whose manifests, configs and layers follow, each blob
+// once.
+Status WriteIndexArchiveOutput(const OutputEnv& env, const Output& output,
+                               const ImageOutputOptions& options, const WrittenIndex& index,
+                               OutputResult* result) {
+  bool* skipped = result ? &result->skipped : nullptr;
+  if (skipped) *skipped = false;
+  auto dest_it = output.attrs.find("dest");
+  if (dest_it == output.attrs.end() || dest_it->second.empty()) {
+    return Status::InvalidArgument(
+        "output type=" + output.type +
+        " needs dest=FILE (or dest=- for stdout, or dest=DIR,tar=false)");
+  }
+  KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
+  image::Descriptor top = index.descriptor;
+  KILN_RETURN_IF_ERROR(AnnotateName(options.names, &top));
+  std::vector<content::BlobRef> blobs;
+  std::set<util::Digest> seen;
+  auto add = [&](const image::Descriptor& d) {
+    if (seen.insert(d.digest).second) blobs.push_back({d.digest, static_cast<uint64_t>(d.size)});
+  };
+  add(index.descriptor);
+  for (const PlatformImage& pi : index.images) {
+    add(pi.image.manifest);
+    add(pi.image.config);
+    for (const image::Descriptor& l : pi.image.layers) add(l);
+  }
+  return WriteArchive(env, output, dest_it->second, tar, top, blobs, {}, skipped);
+}
+
 // type=image,push=true: pushes the image under each name in turn. Progress:
 // one task per reference ("push:<ref>"), one sub-task per blob with bytes.
 // Each name pushed is a mount source for the next.
 Status PushImageOutput(const OutputEnv& env, const Output& output,
-                       const ImageOutputOptions& options, const WrittenImage& img,
-                       OutputResult* result) {
+                       const ImageOutputOptions& options, const image::Descriptor& top,
+                       uint64_t total, OutputResult* result) {
   if (env.client == nullptr || env.store == nullptr) {
     return Status::Internal("push: no registry client or content store");
   }
@@ -419,8 +515,6 @@ Status PushImageOutput(const OutputEnv& env, const Output& output,
   registry::PushOptions po;
   po.insecure = insecure;
   po.mount_from = env.mount_from;
-  uint64_t total = static_cast<uint64_t>(img.config.size);
-  for (const image::Descriptor& l : img.layers) total += static_cast<uint64_t>(l.size);
   std::vector<std::string> done;
   for (const std::string& name : options.names) {
     if (env.cancel != nullptr && env.cancel->cancelled()) {
@@ -479,7 +573,7 @@ Status PushImageOutput(const OutputEnv& env, const Output& output,
       env.report(b);
       env.report(parent);
     };
-    Status st = env.client->Push(*env.store, img.manifest, ref, po);
+    Status st = env.client->Push(*env.store, top, ref, po);
     po.progress = nullptr;
     if (!st.ok()) {
       u.state = util::TaskUpdate::State::kError;

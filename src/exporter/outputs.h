@@ -13,6 +13,12 @@
 //   type=local,dest=DIR                        the final filesystem, no image
 //   type=tar,dest=FILE|-                       the final filesystem as one tar
 //
+// A multi-platform build (several --platform) writes an index: type=oci an
+// archive whose index.json names it, type=image pushes it (a Docker
+// manifest list, or an OCI index with oci-mediatypes=true); type=docker is
+// an error; type=local and type=tar hold one folder per platform
+// (PlatformFolder).
+//
 // The image types also take compression=gzip|zstd|uncompressed,
 // compression-level=N, force-compression=true, buildinfo=true|false,
 // buildinfo-attrs=true|false; an option a type does not know is rejected
@@ -97,6 +103,34 @@ struct OutputResult {
 Status WriteImageOutput(const OutputEnv& env, const Output& output,
                         const ImageOutputOptions& options, const WrittenImage& image,
                         OutputResult* result);
+
+// Writes the image output of a multi-platform build, `index` (an OCI index,
+// or a Docker manifest list without OCI media types): type=oci's index.json
+// names the index (annotated with the first name, as for one image) and the
+// archive holds every platform's blobs once; type=image,push=true pushes the
+// index with every manifest it names. type=docker is kInvalidArgument (a
+// Docker archive holds one platform), naming the platforms.
+Status WriteImageOutput(const OutputEnv& env, const Output& output,
+                        const ImageOutputOptions& options, const WrittenIndex& index,
+                        OutputResult* result);
+
+// The folder of one platform in a multi-platform filesystem output, as
+// buildx names it: "linux_amd64", "linux_arm_v7" (image::Format with '_').
+std::string PlatformFolder(const image::Platform& platform);
+
+// One platform's final filesystem in a multi-platform build.
+struct PlatformFilesystem {
+  image::Platform platform;
+  std::string top;  // snapshot id; "" = empty
+};
+
+// Writes the filesystem output (local, tar) of a multi-platform build: a
+// folder per platform (PlatformFolder), in DIR for type=local, at the top of
+// the tar for type=tar (the folders are put together in a scratch snapshot
+// of env.snapshots, exported as one tar, then removed).
+Status WriteFilesystemOutput(const OutputEnv& env, const Output& output,
+                             const std::vector<PlatformFilesystem>& platforms,
+                             OutputResult* result);
 
 // Writes a filesystem output (local, tar) of snapshot `top` ("" = empty).
 Status WriteFilesystemOutput(const OutputEnv& env, const Output& output, const std::string& top,

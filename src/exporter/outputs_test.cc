@@ -15,6 +15,7 @@
 
 #include "content/layout.h"
 #include "image/config.h"
+#include "kiln_process.h"
 #include "snapshot/labels.h"
 
 namespace kiln::exporter {
@@ -23,27 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/kiln-exporter-test-XXXXXX";
-    KILN_CHECK(::mkdtemp(tmpl) != nullptr, "mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(path_, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_symlink())
-        fs::permissions(it->path(), fs::perms::owner_all, fs::perm_options::add, ec);
-    }
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using kiln::testing::TempDir;
 
 image::ImageConfig Template(const std::string& json_text) {
   auto c = image::ParseImageConfig(json_text);
@@ -95,6 +76,81 @@ TEST(OutputsTest, AnUnchangedArchiveIsNotWrittenAgain) {
   env.state_dir.clear();
   ASSERT_TRUE(write({"app:1"}).ok());
   EXPECT_FALSE(skipped);
+}
+
+image::Platform Linux(const std::string& arch, const std::string& variant = "") {
+  image::Platform p;
+  p.os = "linux";
+  p.architecture = arch;
+  p.variant = variant;
+  return p;
+}
+
+TEST(PlatformFolderTest, BuildxNames) {
+  EXPECT_EQ(PlatformFolder(Linux("amd64")), "linux_amd64");
+  EXPECT_EQ(PlatformFolder(Linux("arm64")), "linux_arm64");
+  EXPECT_EQ(PlatformFolder(Linux("arm", "v7")), "linux_arm_v7");
+}
+
+// A multi-platform result: type=oci's index.json names the index (with the
+// name annotations), every blob of both images is in the archive once, and
+// unchanged content is skipped as for one image; type=docker is refused.
+TEST(OutputsTest, IndexArchiveAndDockerRefusal) {
+  TempDir dir;
+  auto store = content::Store::Open(dir.path() / "content");
+  ASSERT_TRUE(store.ok());
+  std::vector<PlatformImage> images;
+  for (const char* arch : {"amd64", "arm64"}) {
+    ImageRequest req;
+    req.config = Template(std::string(R"({"architecture":")") + arch + R"(","os":"linux"})");
+    auto img = WriteImage(*store, req);
+    ASSERT_TRUE(img.ok()) << img.status().ToString();
+    images.push_back({Linux(arch), *img});
+  }
+  auto index = WriteIndex(*store, images, true);
+  ASSERT_TRUE(index.ok()) << index.status().ToString();
+  OutputEnv env;
+  env.store = &*store;
+  env.state_dir = dir.path() / "outputs";
+  OutputResult result;
+
+  const fs::path layout = dir.path() / "layout";
+  auto out = ParseOutput("type=oci,tar=false,dest=" + layout.string());
+  ASSERT_TRUE(out.ok());
+  auto opts = ParseImageOutputOptions(*out, {"app:1"});
+  ASSERT_TRUE(opts.ok());
+  Status st = WriteImageOutput(env, *out, *opts, *index, &result);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::ifstream in(layout / "index.json");
+  const json top = json::parse(in);
+  ASSERT_EQ(top["manifests"].size(), 1u);
+  EXPECT_EQ(top["manifests"][0]["digest"], index->descriptor.digest.str());
+  EXPECT_EQ(top["manifests"][0]["mediaType"], "application/vnd.oci.image.index.v1+json");
+  EXPECT_EQ(top["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "1");
+  for (const PlatformImage& pi : images) {
+    for (const image::Descriptor& d : {pi.image.manifest, pi.image.config}) {
+      EXPECT_TRUE(fs::exists(layout / "blobs" / "sha256" / std::string(d.digest.hex())))
+          << d.digest.str();
+    }
+  }
+
+  const fs::path tar = dir.path() / "index.tar";
+  out = ParseOutput("type=oci,dest=" + tar.string());
+  ASSERT_TRUE(out.ok());
+  ASSERT_TRUE(WriteImageOutput(env, *out, *opts, *index, &result).ok());
+  EXPECT_FALSE(result.skipped);
+  ASSERT_TRUE(WriteImageOutput(env, *out, *opts, *index, &result).ok());
+  EXPECT_TRUE(result.skipped);
+
+  out = ParseOutput("type=docker,dest=" + (dir.path() / "d.tar").string());
+  ASSERT_TRUE(out.ok());
+  st = WriteImageOutput(env, *out, *opts, *index, &result);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(),
+            "output type=docker holds one platform, and this build made 2 (linux/amd64, "
+            "linux/arm64): use type=oci or type=image for several platforms, or build one "
+            "--platform");
+  EXPECT_FALSE(fs::exists(dir.path() / "d.tar"));
 }
 
 TEST(ParseOutputTest, TypesAndErrors) {
@@ -347,6 +403,41 @@ TEST_F(OutputFilesTest, TarIsTheSnapshotsExport) {
                               (dir_.path() / "no").string()),
             std::string::npos)
       << st.message();
+}
+
+// Several platforms: a folder per platform, in DIR or at the top of the tar;
+// the scratch snapshot the tar is made from does not stay.
+TEST_F(OutputFilesTest, SeveralPlatformsGiveAFolderEach) {
+  const std::vector<PlatformFilesystem> platforms = {{Linux("amd64"), top_},
+                                                     {Linux("arm", "v7"), ""}};
+  auto before = snaps_->List();
+  ASSERT_TRUE(before.ok());
+  OutputResult result;
+  const fs::path dest = dir_.path() / "fs.tar";
+  Status st =
+      WriteFilesystemOutput(env_, Parse("type=tar,dest=" + dest.string()), platforms, &result);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto after = snaps_->List();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->size(), before->size()) << "the scratch snapshot is removed";
+  const fs::path unpacked = dir_.path() / "unpacked";
+  fs::create_directories(unpacked);
+  std::ifstream tar(dest, std::ios::binary);
+  st = snapshot::ExtractTar(unpacked, [&tar](char* buf, size_t cap) -> Result<size_t> {
+    tar.read(buf, static_cast<std::streamsize>(cap));
+    return static_cast<size_t>(tar.gcount());
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Slurp(unpacked / "linux_amd64" / "etc" / "hello"), "hello again\n");
+  EXPECT_TRUE(fs::is_symlink(unpacked / "linux_amd64" / "abs-link"));
+  EXPECT_TRUE(fs::is_directory(unpacked / "linux_arm_v7"));
+  EXPECT_TRUE(fs::is_empty(unpacked / "linux_arm_v7"));
+
+  const fs::path local = dir_.path() / "local";
+  st = WriteFilesystemOutput(env_, Parse("type=local,dest=" + local.string()), platforms, &result);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(Slurp(local / "linux_amd64" / "etc" / "hello"), "hello again\n");
+  EXPECT_TRUE(fs::is_directory(local / "linux_arm_v7"));
 }
 
 TEST_F(OutputFilesTest, LocalExtractsTheFilesystemAndStaysInside) {

@@ -681,13 +681,21 @@ Result<Plan> PlanGraph(const graph::Definition& def, Environment* env) {
     index.emplace(v->digest, plan.vertices.size());
     plan.vertices.push_back(std::move(sv));
   }
-  if (def.root.scratch()) {
-    plan.root_scratch = true;
-  } else {
-    auto it = index.find(def.root.vertex->digest);
+  std::vector<graph::Output> roots = def.roots;
+  if (roots.empty()) roots.push_back(def.root);
+  for (const graph::Output& r : roots) {
+    if (r.scratch()) {
+      plan.roots.push_back(solver::Edge{});
+      plan.roots_scratch.push_back(true);
+      continue;
+    }
+    auto it = index.find(r.vertex->digest);
     if (it == index.end()) return Status::Internal("root vertex not in the definition");
-    plan.root = solver::Edge{it->second, def.root.index};
+    plan.roots.push_back(solver::Edge{it->second, r.index});
+    plan.roots_scratch.push_back(false);
   }
+  plan.root = plan.roots.front();
+  plan.root_scratch = plan.roots_scratch.front();
   return plan;
 }
 

@@ -112,12 +112,17 @@ class LocalRef : public solver::Ref {
 
 struct Plan {
   std::vector<solver::Vertex> vertices;
-  solver::Edge root;  // meaningless when root_scratch
+  solver::Edge root;  // roots[0]; meaningless when root_scratch
   bool root_scratch = false;
+  // One per def.roots, in order (a multi-platform build: one per platform);
+  // roots[i] is meaningless when roots_scratch[i].
+  std::vector<solver::Edge> roots;
+  std::vector<bool> roots_scratch;
   std::shared_ptr<PinTable> pins;
 };
 
-// The solver vertices for `def`; `env` must outlive the solve.
+// The solver vertices for `def` (a vertex the roots share appears once);
+// `env` must outlive the solve.
 Result<Plan> PlanGraph(const graph::Definition& def, Environment* env);
 
 // The git reference of a git source op: its `git.fullurl` attribute (else

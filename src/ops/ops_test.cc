@@ -1,5 +1,5 @@
 // Unit tests of the pure parts of ops.h: how a git source op names the
-// reference it fetches (GitRefOf).
+// reference it fetches (GitRefOf), and the roots of a multi-root plan.
 #include "ops/ops.h"
 
 #include <gtest/gtest.h>
@@ -47,6 +47,49 @@ TEST(GitRefOfTest, CredentialsAreSplitOffAndErrorsAreRedacted) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().message().find("pw"), std::string::npos) << r.status().message();
   EXPECT_FALSE(GitRefOf(Op("docker-image://busybox")).ok());
+}
+
+// A two-platform build: a shared base (a stage built for the build platform)
+// under two per-platform file ops; the plan holds the base once and one root
+// per platform, in order, and a scratch root stays scratch.
+image::Platform Linux(const std::string& arch) {
+  image::Platform p;
+  p.os = "linux";
+  p.architecture = arch;
+  return p;
+}
+
+TEST(PlanGraphTest, SeveralRootsShareVertices) {
+  graph::Constraints c;
+  c.platform = Linux("amd64");
+  const graph::Output base =
+      graph::Source(Op("docker-image://docker.io/library/busybox:latest"), c);
+  auto file_for = [&](const std::string& arch) {
+    graph::Constraints fc;
+    fc.platform = Linux(arch);
+    graph::FileOp f;
+    f.base_input = 0;
+    graph::FileMkdir mkdir;
+    mkdir.path = "/" + arch;
+    f.actions.push_back(mkdir);
+    return graph::Output{graph::MakeVertex(f, {base}, fc), 0};
+  };
+  const graph::Output amd64 = file_for("amd64");
+  const graph::Output arm64 = file_for("arm64");
+  const graph::Definition def = graph::MarshalAll({amd64, arm64, graph::Output{}});
+  Environment env;
+  Result<Plan> plan = PlanGraph(def, &env);
+  ASSERT_TRUE(plan.ok()) << plan.status().ToString();
+  ASSERT_EQ(plan->vertices.size(), 3u);
+  ASSERT_EQ(plan->roots.size(), 3u);
+  EXPECT_EQ(plan->vertices[plan->roots[0].vertex].digest, amd64.vertex->digest);
+  EXPECT_EQ(plan->vertices[plan->roots[1].vertex].digest, arm64.vertex->digest);
+  EXPECT_EQ(plan->roots_scratch, (std::vector<bool>{false, false, true}));
+  EXPECT_EQ(plan->root.vertex, plan->roots[0].vertex);
+  EXPECT_FALSE(plan->root_scratch);
+  // Both file ops read the one base vertex.
+  EXPECT_EQ(plan->vertices[plan->roots[0].vertex].inputs[0].vertex,
+            plan->vertices[plan->roots[1].vertex].inputs[0].vertex);
 }
 
 }  // namespace
