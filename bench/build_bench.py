@@ -5,7 +5,8 @@ Usage: bench/build_bench.py [BUILD_DIR] [options]      (bench/run.sh calls it)
   BUILD_DIR          kiln's build directory (default: build); the binary is
                      BUILD_DIR/src/cli/kiln unless --kiln is given
   --kiln PATH        the kiln binary to measure
-  --cases LIST       comma-separated subset of: small,multistage,steps30,large
+  --cases LIST       comma-separated subset of: small,multistage,steps30,large,
+                     twoplatforms
   --cold N --warm N --incr N
                      timed runs per phase and side (default 3, 5, 5)
   --large-mb MB      size of the large case (default 200)
@@ -23,6 +24,10 @@ named through `ARG REGISTRY`):
   multistage  a build stage that generates 200 files with RUN, a final stage
               that takes them with COPY --from, then COPY of a context file
   steps30     30 steps: 10 x (ENV, COPY a context file, RUN)
+  twoplatforms  the small case on the two-platform base image, built for
+              linux/amd64 and linux/arm64 in one build (arm64 RUN under QEMU);
+              buildah: `build --platform ... --manifest NAME`, then
+              `manifest push --all NAME oci-archive:OUT.tar:latest`
   large       COPY of a generated context of 1,000 files / 180 MB (half
               pseudo-random, half text), then a RUN that writes 100 more files
               / 20 MB: ~200 MB in ~1,100 files
@@ -79,7 +84,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "..", "tests", "fixture", "kiln_fixture.py")
-CASES = ["small", "multistage", "steps30", "large"]
+CASES = ["small", "multistage", "steps30", "large", "twoplatforms"]
+# Cases built for several platforms (one index per build on both sides).
+PLATFORMS = {"twoplatforms": "linux/amd64,linux/arm64"}
 
 
 class BenchError(Exception):
@@ -196,8 +203,21 @@ CMD ["cat", "/version.txt"]
     return "version.txt"
 
 
+def make_twoplatforms(ctx, _args):
+    """The small case on the two-platform base image, for linux/amd64 and
+    linux/arm64 (the arm64 RUN under QEMU user emulation)."""
+    write(os.path.join(ctx, "Dockerfile"), """ARG REGISTRY
+FROM ${REGISTRY}/busybox-multi:latest
+COPY app.txt /app/app.txt
+RUN sha256sum /app/app.txt > /app/app.sum && uname -m > /app/arch
+CMD ["cat", "/app/app.txt"]
+""")
+    write(os.path.join(ctx, "app.txt"), "hello from the two-platform case\n")
+    return "app.txt"
+
+
 MAKERS = {"small": make_small, "multistage": make_multistage, "steps30": make_steps30,
-          "large": make_large}
+          "large": make_large, "twoplatforms": make_twoplatforms}
 
 
 def context_stats(ctx):
@@ -281,10 +301,12 @@ class Sides:
         self.registry = registry
 
     # kiln ---------------------------------------------------------------
-    def kiln(self, root, ctx, out, repo=None):
+    def kiln(self, root, ctx, out, repo=None, platforms=None):
         """Builds into an OCI archive, or with --push pushes to REGISTRY/repo."""
         cmd = [self.args.kiln, "--root", root, "build", "--progress", "plain",
                "--build-arg", "REGISTRY=" + self.registry]
+        if platforms:
+            cmd += ["--platform", platforms]
         if self.args.push:
             cmd += ["--push", "-t", "%s/%s:latest" % (self.registry, repo)]
         else:
@@ -305,10 +327,22 @@ class Sides:
         return ["buildah", "--storage-driver", "overlay", "--root", os.path.join(store, "root"),
                 "--runroot", os.path.join(store, "run")]
 
-    def buildah(self, store, ctx, out, name, repo=None):
+    def buildah(self, store, ctx, out, name, repo=None, platforms=None):
         base = self.buildah_base(store)
         if os.path.exists(out):
             os.unlink(out)  # outside the timing: each push writes a new archive
+        if platforms:
+            # One manifest list per build: drop the last one (untimed).
+            subprocess.run(base + ["manifest", "rm", name], capture_output=True)
+            b = run_timed(base + ["build", "--isolation", "chroot", "--layers",
+                                  "--tls-verify=false", "--build-arg", "REGISTRY=" + self.registry,
+                                  "--platform", platforms, "--manifest", name, ctx], merge=True)
+            p = run_timed(base + ["manifest", "push", "--all", "--quiet", name,
+                                  "oci-archive:" + out + ":latest"], merge=True, sync=False)
+            check_archive(out, "buildah")
+            r = Run(b.elapsed + p.elapsed, "", b.lines, b.start)
+            r.build_s, r.push_s = b.elapsed, p.elapsed
+            return r
         b = run_timed(base + ["build", "--isolation", "chroot", "--layers", "--tls-verify=false",
                               "--build-arg", "REGISTRY=" + self.registry, "-t", name, ctx],
                       merge=True)
@@ -425,6 +459,9 @@ def main():
             ap.error("unknown case %r; the cases are %s" % (c, ", ".join(CASES)))
     if args.large_mb < 1:
         ap.error("--large-mb must be at least 1")
+    if args.push and any(c in PLATFORMS for c in cases):
+        ap.error("--push measures single-platform cases only (leave out %s)" %
+                 ", ".join(c for c in cases if c in PLATFORMS))
     for n in ("cold", "warm", "incr"):
         if getattr(args, n) < 1:
             ap.error("--%s must be at least 1" % n)
@@ -516,8 +553,9 @@ def bench(args, cases, work, state):
         for i in range(args.cold):
             remove_tree(kroot)
             sides.buildah_reset(bstore)
-            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, i))
-            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, i))
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, i), PLATFORMS.get(case))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, i),
+                              PLATFORMS.get(case))
             times["cold"][0].append(k.elapsed)
             times["cold"][1].append(b.elapsed)
             cold_digests.append(k.digest)
@@ -526,8 +564,9 @@ def bench(args, cases, work, state):
                 (i + 1, k.elapsed, b.elapsed, b.build_s, b.push_s))
         warm_digests = []
         for i in range(args.warm):
-            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1))
-            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1))
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1), PLATFORMS.get(case))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1),
+                              PLATFORMS.get(case))
             times["warm"][0].append(k.elapsed)
             times["warm"][1].append(b.elapsed)
             warm_digests.append(k.digest)
@@ -548,8 +587,9 @@ def bench(args, cases, work, state):
         for i in range(args.incr):
             with open(os.path.join(ctx, changed), "a") as f:
                 f.write("change %d\n" % (i + 1))
-            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1))
-            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1))
+            k = sides.kiln(kroot, ctx, kout, "bench/kiln-%s-%d" % (case, args.cold - 1), PLATFORMS.get(case))
+            b = sides.buildah(bstore, ctx, bout, name, "bench/buildah-%s-%d" % (case, args.cold - 1),
+                              PLATFORMS.get(case))
             if k.digest == prev:
                 raise BenchError("%s: kiln gave the same digest %s after %s changed" %
                                  (case, prev, changed))
