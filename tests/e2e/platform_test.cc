@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "build_harness.h"
@@ -272,6 +273,53 @@ TEST_F(PlatformTest, BuildPlatformStageIsSharedAcrossPlatforms) {
   EXPECT_EQ(ReadAll(dir_.path() / "fs" / "linux_amd64" / "tool"), "built-once\n");
   EXPECT_EQ(ReadAll(dir_.path() / "fs" / "linux_arm64" / "tool"), "built-once\n");
   EXPECT_EQ(ReadAll(dir_.path() / "fs" / "linux_arm64" / "arch"), "aarch64\n");
+}
+
+// K3, K10: a named image context that is itself multi-platform gives each
+// platform's record the record of that platform's image as deps, and both
+// pin the context's index digest.
+TEST_F(PlatformTest, DepsOfANamedImageContextFollowThePlatform) {
+  const std::string dep_image = registry_ + "/platform-dep:v1";
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "ARG HTTP\n"
+            "FROM ${REGISTRY}/busybox-multi:latest AS base\n"
+            "FROM base AS build-amd64\n"
+            "ARG HTTP\n"
+            "ADD ${HTTP}/hello.txt /f\n"
+            "FROM base AS build-arm64\n"
+            "ARG HTTP\n"
+            "ADD ${HTTP}/data.bin /f\n"
+            "FROM build-${TARGETARCH}\n");
+  RunResult dep = BuildFor(
+      "linux/amd64,linux/arm64",
+      {"--build-arg", "HTTP=" + http_, "-o", "type=image,name=" + dep_image + ",push=true"});
+  ASSERT_EQ(dep.exit_code, 0) << Describe(dep);
+  const std::string dep_index = dep.out.substr(0, dep.out.find('\n'));
+
+  WriteFile(ctx() / "Dockerfile", "FROM dep\nRUN true\n");
+  RunResult r =
+      BuildFor("linux/amd64,linux/arm64", {"--build-context", "dep=docker-image://" + dep_image,
+                                           "-o", "type=oci,tar=false,dest=" + layout().string(),
+                                           "--metadata-file", meta().string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const json m = json::parse(ReadAll(meta()));
+  const std::string hello = http_ + "/hello.txt";
+  const std::string data = http_ + "/data.bin";
+  for (const auto& [arch, mine, other] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{{"amd64", hello, data},
+                                                                      {"arm64", data, hello}}) {
+    const std::string key = "containerimage.buildinfo/linux/" + arch;
+    ASSERT_TRUE(m.contains(key)) << m.dump();
+    const json& record = m[key];
+    ASSERT_TRUE(record.contains("deps")) << key << ": " << record.dump();
+    const std::string deps = record["deps"]["dep"]["sources"].dump();
+    EXPECT_NE(deps.find(mine), std::string::npos) << key << ": " << deps;
+    EXPECT_EQ(deps.find(other), std::string::npos) << key << ": " << deps;
+    ASSERT_EQ(record["sources"].size(), 1u) << record.dump();
+    EXPECT_EQ(record["sources"][0]["ref"], dep_image);
+    EXPECT_EQ(record["sources"][0]["pin"], dep_index) << "K5: the index digest";
+  }
 }
 
 }  // namespace
