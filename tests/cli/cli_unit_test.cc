@@ -13,6 +13,8 @@
 #include "cli/image_location.h"
 #include "cli/ref_index.h"
 #include "cli/registry_commands.h"
+#include "cli/resolver.h"
+#include "image/platform.h"
 
 namespace kiln::cli {
 namespace {
@@ -198,6 +200,35 @@ TEST_F(KilnConfigTest, BadInputNamesFileAndMember) {
             where + ": insecure-registries[1] must be a non-empty \"host[:port]\" string");
   EXPECT_EQ(LoadConfig(Write("[]"), true).status().message(), where + ": expected a JSON object");
   EXPECT_FALSE(LoadConfig(Write("{"), true).ok());
+}
+
+}  // namespace
+}  // namespace kiln::cli
+
+namespace kiln::cli {
+namespace {
+
+// --platform lists: normalized, in order; empty items and repeats (after
+// normalizing) are errors naming the flag.
+TEST(PlatformListTest, ParsesNormalizesAndRefusesRepeats) {
+  auto list = ParsePlatformList("linux/amd64,linux/arm64,linux/arm/v7");
+  ASSERT_TRUE(list.ok()) << list.status().ToString();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ(image::Format((*list)[0]), "linux/amd64");
+  EXPECT_EQ((*list)[1].architecture, "arm64");
+  EXPECT_EQ((*list)[2].variant, "v7");
+  auto host = ParsePlatformList("");
+  ASSERT_TRUE(host.ok());
+  EXPECT_EQ(host->size(), 1u) << "the host's platform";
+  auto twice = ParsePlatformList("linux/arm64,linux/arm64/v8");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(twice.status().message().find("given twice"), std::string::npos)
+      << twice.status().message();
+  auto empty = ParsePlatformList("linux/amd64,,linux/arm64");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("--platform"), std::string::npos)
+      << empty.status().message();
 }
 
 }  // namespace
