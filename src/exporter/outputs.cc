@@ -368,6 +368,17 @@ Status WriteArchive(const OutputEnv& env, const Output& output, const std::strin
                     const std::vector<content::BlobRef>& blobs,
                     std::vector<content::ExtraFile> extra, bool* skipped);
 
+// The dest= of an archive output (type=oci, type=docker).
+Result<std::string> ArchiveDest(const Output& output) {
+  auto it = output.attrs.find("dest");
+  if (it == output.attrs.end() || it->second.empty()) {
+    return Status::InvalidArgument(
+        "output type=" + output.type +
+        " needs dest=FILE (or dest=- for stdout, or dest=DIR,tar=false)");
+  }
+  return it->second;
+}
+
 // type=oci and type=docker: the image as an OCI layout (a tar, a directory
 // with tar=false, or a tar on stdout with dest=-); type=docker adds
 // manifest.json and repositories for `docker load`.
@@ -377,12 +388,7 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
   const bool docker = output.type == "docker";
   bool* skipped = result ? &result->skipped : nullptr;
   if (skipped) *skipped = false;
-  auto dest_it = output.attrs.find("dest");
-  if (dest_it == output.attrs.end() || dest_it->second.empty()) {
-    return Status::InvalidArgument(
-        "output type=" + output.type +
-        " needs dest=FILE (or dest=- for stdout, or dest=DIR,tar=false)");
-  }
+  KILN_ASSIGN_OR_RETURN(const std::string dest, ArchiveDest(output));
   KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
   image::Descriptor top = img.manifest;
   const std::vector<std::string>& all_names = options.names;
@@ -395,7 +401,7 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
   }
   std::vector<content::ExtraFile> extra;
   if (docker) extra = DockerArchiveFiles(img, all_names);
-  return WriteArchive(env, output, dest_it->second, tar, top, blobs, std::move(extra), skipped);
+  return WriteArchive(env, output, dest, tar, top, blobs, std::move(extra), skipped);
 }
 
 // The OCI layout or archive of `top` (its index.json names `top` alone) with
@@ -479,12 +485,7 @@ Status WriteIndexArchiveOutput(const OutputEnv& env, const Output& output,
                                OutputResult* result) {
   bool* skipped = result ? &result->skipped : nullptr;
   if (skipped) *skipped = false;
-  auto dest_it = output.attrs.find("dest");
-  if (dest_it == output.attrs.end() || dest_it->second.empty()) {
-    return Status::InvalidArgument(
-        "output type=" + output.type +
-        " needs dest=FILE (or dest=- for stdout, or dest=DIR,tar=false)");
-  }
+  KILN_ASSIGN_OR_RETURN(const std::string dest, ArchiveDest(output));
   KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
   image::Descriptor top = index.descriptor;
   KILN_RETURN_IF_ERROR(AnnotateName(options.names, &top));
@@ -499,7 +500,7 @@ Status WriteIndexArchiveOutput(const OutputEnv& env, const Output& output,
     add(pi.image.config);
     for (const image::Descriptor& l : pi.image.layers) add(l);
   }
-  return WriteArchive(env, output, dest_it->second, tar, top, blobs, {}, skipped);
+  return WriteArchive(env, output, dest, tar, top, blobs, {}, skipped);
 }
 
 // type=image,push=true: pushes the image under each name in turn. Progress:
