@@ -138,13 +138,15 @@ struct Job {
 class Exporter {
  public:
   Exporter(snapshot::Snapshotter& snapshots, const content::Store& store,
-           const LayerOptions& options, LayerStats* stats, const util::TaskReporter& report)
+           const LayerOptions& options, LayerStats* stats, const util::TaskReporter& report,
+           std::atomic<uint64_t>* done_bytes)
       : snapshots_(snapshots),
         store_(store),
         options_(options),
         suffix_(VariantSuffix(options)),
         stats_(stats),
-        report_(report) {}
+        report_(report),
+        done_bytes_(done_bytes) {}
 
   // The uncompressed tar is made on one thread (Diff: reading files,
   // building the tar, hashing the diff_id; or decompressing a pulled blob)
@@ -266,7 +268,7 @@ class Exporter {
     u.id = "export-layers";
     u.name = "exporting layers";
     u.state = state;
-    u.current = done_bytes_.load();
+    u.current = done_bytes_->load();
     u.error = error;
     report_(u);
   }
@@ -289,7 +291,7 @@ class Exporter {
   }
 
   void Progress(uint64_t bytes) {
-    const uint64_t before = done_bytes_.fetch_add(bytes);
+    const uint64_t before = done_bytes_->fetch_add(bytes);
     if (report_ && (before >> 24) != ((before + bytes) >> 24)) {  // every 16 MiB
       Report(util::TaskUpdate::State::kRunning);
     }
@@ -302,7 +304,7 @@ class Exporter {
   LayerStats* stats_;
   const util::TaskReporter& report_;
   std::mutex mu_;
-  std::atomic<uint64_t> done_bytes_{0};
+  std::atomic<uint64_t>* done_bytes_;  // shared by the exporters of one call
 };
 
 }  // namespace
@@ -381,9 +383,11 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
       ++stats->reused;
     }
   }
-  Exporter exporter(snapshots, store, options, stats, report);
+  // Both exporters count into one total, the "exporting layers" task's.
+  std::atomic<uint64_t> done_bytes{0};
+  Exporter exporter(snapshots, store, options, stats, report, &done_bytes);
   // A recompressed pulled layer is labelled with the suffix without the clamp.
-  Exporter pulled_exporter(snapshots, store, pulled_options, stats, report);
+  Exporter pulled_exporter(snapshots, store, pulled_options, stats, report, &done_bytes);
   if (!todo.empty()) exporter.Report(util::TaskUpdate::State::kRunning);
   std::mutex mu;
   std::atomic<size_t> next{0};
