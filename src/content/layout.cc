@@ -20,6 +20,7 @@
 
 #include "content/fs_internal.h"
 #include "util/json.h"
+#include "util/metrics.h"
 
 namespace kiln::content {
 namespace {
@@ -1194,6 +1195,7 @@ Status WriteOciArchiveToFd(int fd, std::string_view what, std::string_view index
 Status WriteOciArchive(const fs::path& file, std::string_view index_json,
                        const std::vector<BlobRef>& blobs, const BlobSource& source,
                        const WriteOptions& options) {
+  KILN_METRIC("  write OCI archive");
   KILN_ASSIGN_OR_RETURN(Plan plan, MakePlan(index_json, blobs, options));
   const fs::path parent = ParentOf(file);
   std::string temp = (parent / ("." + file.filename().string() + ".tmp-XXXXXX")).string();
@@ -1202,7 +1204,10 @@ Status WriteOciArchive(const fs::path& file, std::string_view index_json,
   Status st;
   if (::fchmod(fd.get(), 0644) != 0) st = ErrnoStatus("cannot chmod", temp, errno);
   if (st.ok()) st = WriteTar(fd.get(), temp, plan, source);
-  if (st.ok() && ::fsync(fd.get()) != 0) st = ErrnoStatus("cannot fsync", temp, errno);
+  if (st.ok()) {
+    KILN_METRIC("    fsync OCI archive");
+    if (::fsync(fd.get()) != 0) st = ErrnoStatus("cannot fsync", temp, errno);
+  }
   if (st.ok() && ::close(fd.release()) != 0) st = ErrnoStatus("cannot close", temp, errno);
   if (st.ok() && ::rename(temp.c_str(), file.c_str()) != 0) {
     st = ErrnoStatus("cannot move the archive into place at", file, errno);

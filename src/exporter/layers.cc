@@ -11,6 +11,7 @@
 
 #include "image/media_types.h"
 #include "snapshot/labels.h"
+#include "util/metrics.h"
 
 namespace kiln::exporter {
 namespace {
@@ -234,7 +235,11 @@ class Exporter {
     KILN_RETURN_IF_ERROR(source_status);
     const uint64_t size = writer.size();
     const uint64_t raw = diff.size();
-    KILN_ASSIGN_OR_RETURN(util::Digest digest, writer.Commit());
+    Result<util::Digest> committed = [&] {
+      KILN_METRIC("    commit layer blob (fsync)");
+      return writer.Commit();
+    }();
+    KILN_ASSIGN_OR_RETURN(util::Digest digest, std::move(committed));
     const util::Digest diff_id = diff.Finish();
     if (job.pulled && diff_id != layer->diff_id) {
       return Status::DigestMismatch("layer " + layer->blob.digest.str() + " decompresses to " +
@@ -334,6 +339,7 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
                                         const LayerOptions& options, int parallelism,
                                         util::Canceller* cancel, LayerStats* stats,
                                         const util::TaskReporter& report) {
+  KILN_METRIC("  layers (diff, compress, store)");
   const std::string suffix = VariantSuffix(options);
   // A pulled layer's own blob is found without a suffix; only a forced
   // recompression is a variant of it, and the clamp never applies to it.
