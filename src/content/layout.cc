@@ -769,6 +769,7 @@ struct Plan {
   std::vector<BlobRef> blobs;        // distinct, sorted by digest
   bool source_verifies = false;      // WriteOptions::source_verifies
   std::function<std::filesystem::path(const Digest&)> blob_file;  // WriteOptions::blob_file
+  std::vector<Digest> leading;  // WriteOptions::leading_blobs, each once
 };
 
 Result<Plan> MakePlan(std::string_view index_json, const std::vector<BlobRef>& blobs,
@@ -787,6 +788,15 @@ Result<Plan> MakePlan(std::string_view index_json, const std::vector<BlobRef>& b
     }
   }
   for (const auto& [digest, size] : sizes) plan.blobs.push_back({digest, size});
+  for (const Digest& d : options.leading_blobs) {
+    if (sizes.count(d) == 0) {
+      return Status::InvalidArgument("leading blob " + d.str() +
+                                     " is not among the blobs to write");
+    }
+    if (std::find(plan.leading.begin(), plan.leading.end(), d) == plan.leading.end()) {
+      plan.leading.push_back(d);
+    }
+  }
 
   KILN_ASSIGN_OR_RETURN(nlohmann::json index, util::ParseJson(index_json, "index.json to write"));
   if (!index.is_object()) {
@@ -886,6 +896,37 @@ class TarOut {
 
   Status Header(const std::string& name, bool dir, uint64_t size) {
     char h[512] = {};
+    KILN_RETURN_IF_ERROR(MakeHeader(name, dir, size, h));
+    return Write(std::string_view(h, sizeof h));
+  }
+
+  // Writes the header of a regular file `name` of `size` bytes at `offset`
+  // (over a placeholder written earlier), leaving the position as it is.
+  Status HeaderAt(uint64_t offset, const std::string& name, uint64_t size) {
+    char h[512] = {};
+    KILN_RETURN_IF_ERROR(MakeHeader(name, false, size, h));
+    const ssize_t n = ::pwrite(fd_, h, sizeof h, static_cast<off_t>(offset));
+    if (n != static_cast<ssize_t>(sizeof h)) {
+      return ErrnoStatus("cannot write a tar header into", what_, n < 0 ? errno : EIO);
+    }
+    return Status::Ok();
+  }
+
+  // Cuts the file back to `offset` (an entry boundary) and goes on from there.
+  Status TruncateTo(uint64_t offset) {
+    if (::ftruncate(fd_, static_cast<off_t>(offset)) != 0 ||
+        ::lseek(fd_, static_cast<off_t>(offset), SEEK_SET) < 0) {
+      return ErrnoStatus("cannot cut back", what_, errno);
+    }
+    written_ = offset;
+    flushed_ = std::min(flushed_, offset);
+    return Status::Ok();
+  }
+
+  uint64_t offset() const { return written_; }
+
+ private:
+  Status MakeHeader(const std::string& name, bool dir, uint64_t size, char* h) const {
     std::string_view n = name;
     if (n.size() > 100) {
       // ustar splits a long name at a '/' into prefix (155) and name (100).
@@ -914,11 +955,12 @@ class TarOut {
     std::memcpy(h + 263, "00", 2);
     std::memset(h + 148, ' ', 8);
     unsigned sum = 0;
-    for (unsigned char c : h) sum += c;
+    for (size_t i = 0; i < 512; ++i) sum += static_cast<unsigned char>(h[i]);
     std::snprintf(h + 148, 8, "%06o", sum);  // six digits, NUL, then the space left above
-    return Write(std::string_view(h, sizeof h));
+    return Status::Ok();
   }
 
+ public:
   Status Write(std::string_view data) {
     KILN_RETURN_IF_ERROR(internal::WriteAll(fd_, data, what_));
     Wrote(data.size());
@@ -1022,43 +1064,57 @@ Status CopyLocalBlob(TarOut& out, const BlobRef& blob, const fs::path& path) {
   return Status::Ok();
 }
 
-Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSource& source) {
-  TarOut out(fd, what);
-  // Every entry, directories included, in bytewise name order.
-  struct Item {
-    std::string name;
-    const ExtraFile* file = nullptr;
-    const BlobRef* blob = nullptr;  // neither: a directory
-  };
-  std::vector<Item> items;
-  items.push_back({"blobs/", nullptr, nullptr});
-  items.push_back({"blobs/sha256/", nullptr, nullptr});
-  for (const BlobRef& b : plan.blobs) items.push_back({BlobName(b.digest), nullptr, &b});
-  for (const ExtraFile& f : plan.top_files) items.push_back({f.name, &f, nullptr});
-  std::sort(items.begin(), items.end(),
-            [](const Item& x, const Item& y) { return x.name < y.name; });
-  for (const Item& item : items) {
-    if (item.file != nullptr) {
-      KILN_RETURN_IF_ERROR(out.Header(item.name, false, item.file->data.size()));
-      KILN_RETURN_IF_ERROR(out.Write(item.file->data));
-      KILN_RETURN_IF_ERROR(out.Pad(item.file->data.size()));
-    } else if (item.blob != nullptr) {
-      KILN_RETURN_IF_ERROR(out.Header(item.name, false, item.blob->size));
-      const fs::path local = plan.blob_file ? plan.blob_file(item.blob->digest) : fs::path();
-      if (!local.empty()) {
-        Status st = CopyLocalBlob(out, *item.blob, local);
-        if (!st.ok()) return st.Annotate("writing blob " + item.blob->digest.str());
-      } else {
-        KILN_RETURN_IF_ERROR(CopyBlob(
-            *item.blob, source, [&](std::string_view chunk) { return out.Write(chunk); },
-            plan.source_verifies));
-      }
-      KILN_RETURN_IF_ERROR(out.Pad(item.blob->size));
-    } else {
-      KILN_RETURN_IF_ERROR(out.Header(item.name, true, 0));
-    }
+// One blob entry: header and body (from its local file when there is one,
+// else from `source`), padded.
+Status WriteBlobEntry(TarOut& out, const Plan& plan, const BlobRef& blob,
+                      const BlobSource& source) {
+  KILN_RETURN_IF_ERROR(out.Header(BlobName(blob.digest), false, blob.size));
+  const fs::path local = plan.blob_file ? plan.blob_file(blob.digest) : fs::path();
+  if (!local.empty()) {
+    Status st = CopyLocalBlob(out, blob, local);
+    if (!st.ok()) return st.Annotate("writing blob " + blob.digest.str());
+  } else {
+    KILN_RETURN_IF_ERROR(CopyBlob(
+        blob, source, [&](std::string_view chunk) { return out.Write(chunk); },
+        plan.source_verifies));
+  }
+  return out.Pad(blob.size);
+}
+
+Status WriteTarDirs(TarOut& out) {
+  KILN_RETURN_IF_ERROR(out.Header("blobs/", true, 0));
+  return out.Header("blobs/sha256/", true, 0);
+}
+
+// Everything after the `blobs/` directories: the leading blobs in their
+// order, the other blobs in name order (skipping those in `done`), the top
+// files in name order, the end of the tar. With no leading blobs this is
+// bytewise name order throughout ("blobs/..." sorts before every top file).
+Status WriteTarRest(TarOut& out, const Plan& plan, const BlobSource& source,
+                    const std::set<Digest>& done) {
+  std::set<Digest> written = done;
+  std::map<Digest, uint64_t> sizes;
+  for (const BlobRef& b : plan.blobs) sizes.emplace(b.digest, b.size);
+  for (const Digest& d : plan.leading) {
+    if (!written.insert(d).second) continue;
+    KILN_RETURN_IF_ERROR(WriteBlobEntry(out, plan, {d, sizes.at(d)}, source));
+  }
+  for (const BlobRef& b : plan.blobs) {  // sorted by digest, so by name
+    if (!written.insert(b.digest).second) continue;
+    KILN_RETURN_IF_ERROR(WriteBlobEntry(out, plan, b, source));
+  }
+  for (const ExtraFile& f : plan.top_files) {
+    KILN_RETURN_IF_ERROR(out.Header(f.name, false, f.data.size()));
+    KILN_RETURN_IF_ERROR(out.Write(f.data));
+    KILN_RETURN_IF_ERROR(out.Pad(f.data.size()));
   }
   return out.Close();
+}
+
+Status WriteTar(int fd, std::string_view what, const Plan& plan, const BlobSource& source) {
+  TarOut out(fd, what);
+  KILN_RETURN_IF_ERROR(WriteTarDirs(out));
+  return WriteTarRest(out, plan, source, {});
 }
 
 // Creates `path` and fills it with whatever `fill` writes to its fd, fsynced.
@@ -1195,29 +1251,156 @@ Status WriteOciArchiveToFd(int fd, std::string_view what, std::string_view index
 Status WriteOciArchive(const fs::path& file, std::string_view index_json,
                        const std::vector<BlobRef>& blobs, const BlobSource& source,
                        const WriteOptions& options) {
+  // The content is checked before a temp file is made.
+  KILN_RETURN_IF_ERROR(MakePlan(index_json, blobs, options).status());
+  Result<std::unique_ptr<ArchiveWriter>> w = ArchiveWriter::Create(file);
+  if (!w.ok()) return w.status().Annotate("writing OCI archive " + file.string());
+  return (*w)->Commit(index_json, blobs, source, options);
+}
+
+// ---------------------------------------------------------------------------
+// ArchiveWriter
+
+struct ArchiveWriter::State {
+  fs::path file;
+  std::string temp;
+  UniqueFd fd;
+  std::unique_ptr<TarOut> out;
+  std::vector<BlobRef> added;  // in archive order
+  bool streaming = false;
+  uint64_t stream_start = 0;  // offset of the streamed entry's header
+  uint64_t stream_bytes = 0;
+  bool committed = false;
+};
+
+ArchiveWriter::ArchiveWriter(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+ArchiveWriter::~ArchiveWriter() { Abandon(); }
+
+Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::Create(const fs::path& file) {
+  auto st = std::make_unique<State>();
+  st->file = file;
+  const fs::path parent = ParentOf(file);
+  st->temp = (parent / ("." + file.filename().string() + ".tmp-XXXXXX")).string();
+  st->fd = UniqueFd(::mkostemp(st->temp.data(), O_CLOEXEC));
+  if (!st->fd.valid()) return ErrnoStatus("cannot create a temporary file in", parent, errno);
+  std::unique_ptr<ArchiveWriter> w(new ArchiveWriter(std::move(st)));
+  State& s = *w->state_;
+  if (::fchmod(s.fd.get(), 0644) != 0) return ErrnoStatus("cannot chmod", s.temp, errno);
+  s.out = std::make_unique<TarOut>(s.fd.get(), s.temp);
+  KILN_RETURN_IF_ERROR(WriteTarDirs(*s.out));
+  return w;
+}
+
+bool ArchiveWriter::Has(const Digest& digest) const {
+  for (const BlobRef& b : state_->added) {
+    if (b.digest == digest) return true;
+  }
+  return false;
+}
+
+Status ArchiveWriter::AddBlobFile(const BlobRef& blob, const fs::path& path) {
+  State& s = *state_;
+  if (!s.out || s.streaming) {
+    return Status::FailedPrecondition("ArchiveWriter::AddBlobFile while a blob is streamed");
+  }
+  KILN_RETURN_IF_ERROR(CheckSha256(blob.digest));
+  if (Has(blob.digest)) return Status::Ok();
+  KILN_RETURN_IF_ERROR(s.out->Header(BlobName(blob.digest), false, blob.size));
+  Status st = CopyLocalBlob(*s.out, blob, path);
+  if (!st.ok()) return st.Annotate("writing blob " + blob.digest.str());
+  KILN_RETURN_IF_ERROR(s.out->Pad(blob.size));
+  s.added.push_back(blob);
+  return Status::Ok();
+}
+
+Status ArchiveWriter::BeginBlob() {
+  State& s = *state_;
+  if (!s.out || s.streaming) {
+    return Status::FailedPrecondition("ArchiveWriter::BeginBlob while a blob is streamed");
+  }
+  static const char placeholder[512] = {};
+  s.stream_start = s.out->offset();
+  s.stream_bytes = 0;
+  s.streaming = true;
+  return s.out->Write(std::string_view(placeholder, sizeof placeholder));
+}
+
+Status ArchiveWriter::WriteBlob(std::string_view data) {
+  State& s = *state_;
+  if (!s.streaming) return Status::FailedPrecondition("ArchiveWriter::WriteBlob without BeginBlob");
+  s.stream_bytes += data.size();
+  return s.out->Write(data);
+}
+
+Status ArchiveWriter::EndBlob(const BlobRef& blob) {
+  State& s = *state_;
+  if (!s.streaming) return Status::FailedPrecondition("ArchiveWriter::EndBlob without BeginBlob");
+  Status st = CheckSha256(blob.digest);
+  if (st.ok() && blob.size != s.stream_bytes) {
+    st = Status::DigestMismatch("blob " + blob.digest.str() + " is " + std::to_string(blob.size) +
+                                " bytes, but " + std::to_string(s.stream_bytes) + " were written");
+  }
+  if (!st.ok() || Has(blob.digest)) {
+    AbortBlob();
+    return st;
+  }
+  s.streaming = false;
+  KILN_RETURN_IF_ERROR(s.out->HeaderAt(s.stream_start, BlobName(blob.digest), blob.size));
+  KILN_RETURN_IF_ERROR(s.out->Pad(blob.size));
+  s.added.push_back(blob);
+  return Status::Ok();
+}
+
+void ArchiveWriter::AbortBlob() {
+  State& s = *state_;
+  if (!s.streaming) return;
+  s.streaming = false;
+  (void)s.out->TruncateTo(s.stream_start);
+}
+
+Status ArchiveWriter::Commit(std::string_view index_json, const std::vector<BlobRef>& blobs,
+                             const BlobSource& source, const WriteOptions& options) {
+  State& s = *state_;
+  if (!s.out || s.streaming || s.committed) {
+    return Status::FailedPrecondition(
+        "ArchiveWriter::Commit while a blob is streamed or after Commit");
+  }
   KILN_METRIC("  write OCI archive");
   KILN_ASSIGN_OR_RETURN(Plan plan, MakePlan(index_json, blobs, options));
-  const fs::path parent = ParentOf(file);
-  std::string temp = (parent / ("." + file.filename().string() + ".tmp-XXXXXX")).string();
-  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus("cannot create a temporary file in", parent, errno);
-  Status st;
-  if (::fchmod(fd.get(), 0644) != 0) st = ErrnoStatus("cannot chmod", temp, errno);
-  if (st.ok()) st = WriteTar(fd.get(), temp, plan, source);
+  std::set<Digest> done;
+  for (const BlobRef& b : s.added) {
+    auto it = std::find_if(plan.blobs.begin(), plan.blobs.end(),
+                           [&](const BlobRef& p) { return p.digest == b.digest; });
+    if (it == plan.blobs.end() || it->size != b.size) {
+      return Status::InvalidArgument("archive " + s.file.string() + ": blob " + b.digest.str() +
+                                     " was written but is not among the blobs to commit");
+    }
+    done.insert(b.digest);
+  }
+  Status st = WriteTarRest(*s.out, plan, source, done);
   if (st.ok()) {
     KILN_METRIC("    fsync OCI archive");
-    if (::fsync(fd.get()) != 0) st = ErrnoStatus("cannot fsync", temp, errno);
+    if (::fsync(s.fd.get()) != 0) st = ErrnoStatus("cannot fsync", s.temp, errno);
   }
-  if (st.ok() && ::close(fd.release()) != 0) st = ErrnoStatus("cannot close", temp, errno);
-  if (st.ok() && ::rename(temp.c_str(), file.c_str()) != 0) {
-    st = ErrnoStatus("cannot move the archive into place at", file, errno);
+  if (st.ok() && ::close(s.fd.release()) != 0) st = ErrnoStatus("cannot close", s.temp, errno);
+  if (st.ok() && ::rename(s.temp.c_str(), s.file.c_str()) != 0) {
+    st = ErrnoStatus("cannot move the archive into place at", s.file, errno);
   }
-  if (st.ok()) st = internal::FsyncDir(parent);
-  if (!st.ok()) {
-    ::unlink(temp.c_str());
-    return st.Annotate("writing OCI archive " + file.string());
-  }
+  if (st.ok()) st = internal::FsyncDir(ParentOf(s.file));
+  if (!st.ok()) return st.Annotate("writing OCI archive " + s.file.string());
+  s.committed = true;
+  s.out.reset();
   return Status::Ok();
+}
+
+void ArchiveWriter::Abandon() {
+  State& s = *state_;
+  if (s.committed || s.temp.empty()) return;
+  s.out.reset();
+  s.fd = UniqueFd();
+  ::unlink(s.temp.c_str());
+  s.temp.clear();
 }
 
 }  // namespace kiln::content

@@ -31,7 +31,8 @@
 // Writing produces an OCI layout directory or an OCI archive from index.json
 // and a set of blobs pulled from a BlobSource. Output is atomic (written
 // under a temp name beside the destination, then renamed) and archives are
-// deterministic: entries in bytewise name order, mtime 0, uid/gid 0, no user
+// deterministic: entries in bytewise name order (or leading blobs first,
+// see WriteOptions::leading_blobs), mtime 0, uid/gid 0, no user
 // or group names, mode 0644 for files and 0755 for directories, so the same
 // content always gives byte-identical tars.
 //
@@ -178,6 +179,13 @@ struct WriteOptions {
   // write), instead of being streamed from the source. An empty path: the
   // source is used.
   std::function<std::filesystem::path(const Digest&)> blob_file;
+  // Archives only: these blobs come first, right after the `blobs/`
+  // directories and in this order (each once; all must be among the blobs
+  // to write); the others follow in name order, then the top files. An
+  // image output puts its layers here, base first, so that an archive
+  // written while its layers were made (ArchiveWriter) and one written
+  // afterwards are the same bytes.
+  std::vector<Digest> leading_blobs;
 };
 
 // Writes a complete OCI layout directory at `dir`: oci-layout, `index_json`
@@ -201,5 +209,52 @@ Status WriteOciArchive(const std::filesystem::path& file, std::string_view index
 Status WriteOciArchiveToFd(int fd, std::string_view what, std::string_view index_json,
                            const std::vector<BlobRef>& blobs, const BlobSource& source,
                            const WriteOptions& options = {});
+
+// An OCI archive written entry by entry, so that blobs can go in while they
+// are still being made: a blob streamed in pieces gets its tar header (name
+// and size) when it ends, written back over a placeholder. Entries come in
+// WriteOptions::leading_blobs order when the blobs added before Commit are
+// those, in that order; Commit writes the rest exactly as WriteOciArchive
+// would, so the archive is byte-identical to WriteOciArchive's with the
+// same leading_blobs. The file appears at its destination only when
+// Commit succeeds; an abandoned writer removes its temp file.
+//
+// Thread-safety: one thread at a time.
+class ArchiveWriter {
+ public:
+  // A temp file beside `file` (in its directory, which must exist).
+  static Result<std::unique_ptr<ArchiveWriter>> Create(const std::filesystem::path& file);
+  ~ArchiveWriter();
+  ArchiveWriter(const ArchiveWriter&) = delete;
+  ArchiveWriter& operator=(const ArchiveWriter&) = delete;
+
+  // True when blob `digest` is in the archive already.
+  bool Has(const Digest& digest) const;
+  // The next entry: `blob`, its body copied from the local file `path` and
+  // verified against its digest (kDigestMismatch otherwise). A blob already
+  // in the archive is not written again.
+  Status AddBlobFile(const BlobRef& blob, const std::filesystem::path& path);
+  // The next entry, its bytes given by WriteBlob calls and its name by
+  // EndBlob: `blob` (the caller hashed the bytes; their count must be
+  // blob.size). A blob already in the archive is dropped (the file is cut
+  // back to where the entry began). AbortBlob drops it too.
+  Status BeginBlob();
+  Status WriteBlob(std::string_view data);
+  Status EndBlob(const BlobRef& blob);
+  void AbortBlob();
+  // Writes the blobs not in yet (from `source`, or the local files of
+  // options.blob_file), the top files, the end of the tar; fsyncs and moves
+  // the file into place. Every blob already added must be among `blobs`.
+  Status Commit(std::string_view index_json, const std::vector<BlobRef>& blobs,
+                const BlobSource& source, const WriteOptions& options = {});
+  // Removes the temp file (the destructor does too when not committed).
+  void Abandon();
+
+  struct State;
+
+ private:
+  explicit ArchiveWriter(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace kiln::content

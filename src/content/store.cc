@@ -25,6 +25,10 @@ namespace fs = std::filesystem;
 
 // Writes smaller than this are gathered before reaching write(2).
 constexpr size_t kWriteBuffer = 256 << 10;
+// O_DIRECT writes: the buffer (and every write but the last) is a multiple
+// of this, aligned to it.
+constexpr size_t kDirectAlign = 4096;
+constexpr size_t kDirectBuffer = 1 << 20;
 // Read granularity for PutFd and Read.
 constexpr size_t kReadChunk = 1 << 20;
 
@@ -50,7 +54,10 @@ Writer::Writer(Writer&& o) noexcept
       fd_(std::exchange(o.fd_, -1)),
       hash_(std::move(o.hash_)),
       buffer_(std::move(o.buffer_)),
-      error_(std::move(o.error_)) {}
+      error_(std::move(o.error_)),
+      direct_(o.direct_),
+      dbuf_(std::move(o.dbuf_)),
+      dfill_(std::exchange(o.dfill_, 0)) {}
 
 Writer& Writer::operator=(Writer&& o) noexcept {
   if (this != &o) {
@@ -61,8 +68,67 @@ Writer& Writer::operator=(Writer&& o) noexcept {
     hash_ = std::move(o.hash_);
     buffer_ = std::move(o.buffer_);
     error_ = std::move(o.error_);
+    direct_ = o.direct_;
+    dbuf_ = std::move(o.dbuf_);
+    dfill_ = std::exchange(o.dfill_, 0);
   }
   return *this;
+}
+
+void Writer::FreeDeleter::operator()(char* p) const { std::free(p); }
+
+// Writes `n` bytes at the current offset with O_DIRECT; where the kernel
+// refuses (EINVAL: a filesystem or a length it cannot do directly) the
+// descriptor goes back to buffered writes for the rest of the blob.
+Status Writer::WriteDirect(const char* data, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd_, data, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINVAL && direct_) {
+      direct_ = false;
+      const int flags = ::fcntl(fd_, F_GETFL);
+      if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+        return ErrnoStatus("cannot write", temp_, errno);
+      }
+      continue;
+    }
+    if (w < 0) return ErrnoStatus("cannot write", temp_, errno);
+    if (w == 0) return ErrnoStatus("cannot write", temp_, EIO);
+    data += w;
+    n -= static_cast<size_t>(w);
+    if (direct_ && (w % kDirectAlign) != 0) {
+      // A short direct write leaves the offset unaligned: finish buffered.
+      direct_ = false;
+      const int flags = ::fcntl(fd_, F_GETFL);
+      if (flags >= 0) (void)::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+    }
+  }
+  return Status::Ok();
+}
+
+// Writes the whole blocks of the direct buffer; `final`: the tail too,
+// buffered (it is under one block).
+Status Writer::FlushDirect(bool final) {
+  const size_t whole = direct_ ? dfill_ - dfill_ % kDirectAlign : dfill_;
+  Status st = WriteDirect(dbuf_.get(), whole);
+  if (st.ok() && whole < dfill_) {
+    if (!final) {
+      std::memmove(dbuf_.get(), dbuf_.get() + whole, dfill_ - whole);
+      dfill_ -= whole;
+      return Status::Ok();
+    }
+    if (direct_) {
+      direct_ = false;
+      const int flags = ::fcntl(fd_, F_GETFL);
+      if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+        st = ErrnoStatus("cannot write", temp_, errno);
+      }
+    }
+    if (st.ok()) st = WriteDirect(dbuf_.get() + whole, dfill_ - whole);
+  }
+  dfill_ = 0;
+  if (!st.ok()) error_ = st;
+  return st;
 }
 
 Writer::~Writer() { Abort(); }
@@ -79,6 +145,7 @@ void Writer::Abort() {
 }
 
 Status Writer::Flush() {
+  if (dbuf_) return FlushDirect(true);
   if (buffer_.empty()) return Status::Ok();
   Status st = internal::WriteAll(fd_, buffer_, temp_);
   const uint64_t n = buffer_.size();
@@ -100,6 +167,16 @@ Status Writer::Write(std::string_view data) {
   if (fd_ < 0) return Status::FailedPrecondition("Writer::Write after Commit or Abort");
   if (!error_.ok()) return error_;
   hash_.Update(data);
+  if (dbuf_) {
+    while (!data.empty()) {
+      const size_t take = std::min(data.size(), kDirectBuffer - dfill_);
+      std::memcpy(dbuf_.get() + dfill_, data.data(), take);
+      dfill_ += take;
+      data.remove_prefix(take);
+      if (dfill_ == kDirectBuffer) KILN_RETURN_IF_ERROR(FlushDirect(false));
+    }
+    return Status::Ok();
+  }
   if (buffer_.size() + data.size() <= kWriteBuffer) {
     if (buffer_.capacity() < kWriteBuffer) buffer_.reserve(kWriteBuffer);
     buffer_.append(data);
@@ -251,7 +328,7 @@ Status Store::CheckSupported(const Digest& digest) const {
   return Status::Ok();
 }
 
-Result<Writer> Store::NewWriter() const {
+Result<Writer> Store::NewWriter(bool direct) const {
   const fs::path ingest = root_ / "ingest";
   std::string name = (ingest / (std::to_string(::getpid()) + "-XXXXXX")).string();
   UniqueFd fd(::mkostemp(name.data(), O_CLOEXEC));
@@ -261,7 +338,19 @@ Result<Writer> Store::NewWriter() const {
     ::unlink(name.c_str());
     return ErrnoStatus("cannot lock", name, err);
   }
-  return Writer(root_ / "blobs" / "sha256", fs::path(name), fd.release());
+  Writer w(root_ / "blobs" / "sha256", fs::path(name), fd.release());
+  if (direct) {
+    void* mem = nullptr;
+    const int flags = ::fcntl(w.fd_, F_GETFL);
+    if (flags >= 0 && ::fcntl(w.fd_, F_SETFL, flags | O_DIRECT) == 0 &&
+        ::posix_memalign(&mem, kDirectAlign, kDirectBuffer) == 0) {
+      w.direct_ = true;
+      w.dbuf_.reset(static_cast<char*>(mem));
+    } else if (flags >= 0) {
+      (void)::fcntl(w.fd_, F_SETFL, flags);  // the filesystem has no O_DIRECT: buffered
+    }
+  }
+  return w;
 }
 
 Result<Digest> Store::Put(std::string_view data, const Digest* expected) const {

@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,6 +101,16 @@ class Writer {
   util::Sha256 hash_;                // of every byte passed to Write()
   std::string buffer_;               // written bytes not yet write()n to fd_
   Status error_;                     // first I/O error, sticky
+  // O_DIRECT: bytes gather in an aligned buffer written out whole; the tail
+  // (under one block) is written buffered at the end.
+  Status WriteDirect(const char* data, size_t n);
+  Status FlushDirect(bool final);
+  struct FreeDeleter {
+    void operator()(char* p) const;
+  };
+  bool direct_ = false;
+  std::unique_ptr<char[], FreeDeleter> dbuf_;
+  size_t dfill_ = 0;
 };
 
 // Reads a committed blob sequentially, verifying it: the Read() call that
@@ -165,8 +176,12 @@ class Store {
   // ROOT/blobs/<algorithm>/<hex>, whether or not the blob exists.
   std::filesystem::path BlobPath(const Digest& digest) const;
 
-  // Starts an ingest.
-  Result<Writer> NewWriter() const;
+  // Starts an ingest. `direct`: the bytes bypass the page cache (O_DIRECT,
+  // where the filesystem takes it; buffered otherwise), for large blobs
+  // written once and not read back soon, such as a built layer: writing
+  // them then costs no copy into (fresh) page-cache memory, and the kernel
+  // writes them out as they come, so the commit's fsync has nothing left.
+  Result<Writer> NewWriter(bool direct = false) const;
 
   // Stores `data`. With `expected`, verifies it first (kDigestMismatch).
   Result<Digest> Put(std::string_view data, const Digest* expected = nullptr) const;
