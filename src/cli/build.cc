@@ -527,15 +527,20 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   }
   // Layers per platform and variant (compression, clamp), each exported once.
   std::map<std::string, std::vector<exporter::Layer>> layers_by_variant;
-  auto layers_for = [&](const exporter::LayerOptions& lo,
-                        size_t platform) -> Result<const std::vector<exporter::Layer>*> {
-    const std::string key =
-        std::to_string(platform) + ":" + exporter::VariantSuffix(lo) + (lo.force ? "+force" : "");
+  auto variant_key = [](const exporter::LayerOptions& lo, size_t platform) {
+    return std::to_string(platform) + ":" + exporter::VariantSuffix(lo) +
+           (lo.force ? "+force" : "");
+  };
+  // `sink`: an archive output written while the layers are made.
+  auto layers_for = [&](const exporter::LayerOptions& lo, size_t platform,
+                        exporter::LayerSink* sink =
+                            nullptr) -> Result<const std::vector<exporter::Layer>*> {
+    const std::string key = variant_key(lo, platform);
     auto it = layers_by_variant.find(key);
     if (it == layers_by_variant.end()) {
       KILN_ASSIGN_OR_RETURN(std::vector<exporter::Layer> layers,
                             exporter::ExportLayers(*snapshots, store, tops[platform], lo, 2,
-                                                   &cancel, &stats, out_env.report));
+                                                   &cancel, &stats, out_env.report, sink));
       it = layers_by_variant.emplace(key, std::move(layers)).first;
     }
     return &it->second;
@@ -598,7 +603,14 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
       }
       continue;
     }
-    KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers, layers_for(io.layers, 0));
+    // An archive output whose layers are yet to be exported is written while
+    // they are: the copy into it overlaps their compression.
+    std::unique_ptr<exporter::ArchiveStream> early;
+    if (layers_by_variant.count(variant_key(io.layers, 0)) == 0) {
+      KILN_ASSIGN_OR_RETURN(early, exporter::StartArchiveOutput(out_env, outputs[i]));
+    }
+    KILN_ASSIGN_OR_RETURN(const std::vector<exporter::Layer>* layers,
+                          layers_for(io.layers, 0, early.get()));
     exporter::ImageRequest r;
     r.config = converted.config;
     r.layers = *layers;
@@ -607,7 +619,8 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
     r.oci_mediatypes = io.oci_mediatypes;
     r.source_date_epoch = epoch;
     KILN_ASSIGN_OR_RETURN(exporter::WrittenImage written, exporter::WriteImage(store, r));
-    KILN_RETURN_IF_ERROR(exporter::WriteImageOutput(out_env, outputs[i], io, written, &result));
+    KILN_RETURN_IF_ERROR(
+        exporter::WriteImageOutput(out_env, outputs[i], io, written, &result, early.get()));
     if (outputs[i].type == "image") {
       // Named images are kept by `kiln prune` (ROOT/refs.json).
       for (const std::string& n : io.names) {

@@ -133,7 +133,8 @@ class ChunkQueue {
 // What one layer's export needs to know.
 struct Job {
   Layer* layer;
-  bool pulled;  // recompress the pulled blob rather than diff the snapshot
+  bool pulled;   // recompress the pulled blob rather than diff the snapshot
+  size_t index;  // in the chain, base first (LayerSink)
 };
 
 class Exporter {
@@ -153,9 +154,18 @@ class Exporter {
   // building the tar, hashing the diff_id; or decompressing a pulled blob)
   // and compressed, hashed and stored on this one, so the two halves of a
   // layer's export overlap.
-  Status Run(const Job& job) {
+  Status Run(const Job& job, LayerSink* sink) {
+    Status st = Make(job, sink ? sink->Begin(job.index) : nullptr);
+    if (sink) sink->End(job.index, *job.layer, st);
+    return st;
+  }
+
+ private:
+  Status Make(const Job& job, const util::ByteSink& tap) {
     Layer* layer = job.layer;
-    KILN_ASSIGN_OR_RETURN(content::Writer writer, store_.NewWriter());
+    // A new layer is written once and not read back soon (an archive being
+    // written gets its bytes from the tap): past the page cache.
+    KILN_ASSIGN_OR_RETURN(content::Writer writer, store_.NewWriter(/*direct=*/true));
     util::Sha256 diff;
     // Compressed bytes go to the store (hashed and written) on a third
     // thread, so this one only compresses.
@@ -164,6 +174,7 @@ class Exporter {
     std::thread store_writer([&] {
       while (std::optional<std::string> chunk = written.Pop()) {
         write_status = writer.Write(*chunk);
+        if (write_status.ok() && tap) write_status = tap(*chunk);
         if (!write_status.ok()) {
           written.Close();
           return;
@@ -267,6 +278,7 @@ class Exporter {
     return Status::Ok();
   }
 
+ public:
   void Report(util::TaskUpdate::State state, const std::string& error = "") {
     if (!report_) return;
     util::TaskUpdate u;
@@ -338,7 +350,7 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
                                         const content::Store& store, const std::string& top,
                                         const LayerOptions& options, int parallelism,
                                         util::Canceller* cancel, LayerStats* stats,
-                                        const util::TaskReporter& report) {
+                                        const util::TaskReporter& report, LayerSink* sink) {
   KILN_METRIC("  layers (diff, compress, store)");
   const std::string suffix = VariantSuffix(options);
   // A pulled layer's own blob is found without a suffix; only a forced
@@ -384,10 +396,15 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
   std::vector<Job> todo;
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i].blob.digest.empty() || layers[i].blob.media_type.empty()) {
-      todo.push_back({&layers[i], static_cast<bool>(pulled[i])});
+      todo.push_back({&layers[i], static_cast<bool>(pulled[i]), i});
     } else if (stats) {
       ++stats->reused;
     }
+  }
+  if (sink) {
+    std::vector<Layer> view = layers;
+    for (const Job& j : todo) view[j.index].blob = image::Descriptor();  // to be made
+    sink->Layers(view);
   }
   // Both exporters count into one total, the "exporting layers" task's.
   std::atomic<uint64_t> done_bytes{0};
@@ -403,7 +420,7 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
       const size_t k = next.fetch_add(1);
       if (k >= todo.size()) return;
       Status st = cancel ? cancel->Check() : Status::Ok();
-      if (st.ok()) st = (todo[k].pulled ? pulled_exporter : exporter).Run(todo[k]);
+      if (st.ok()) st = (todo[k].pulled ? pulled_exporter : exporter).Run(todo[k], sink);
       if (!st.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first.ok()) first = st.Annotate("export layer " + todo[k].layer->snapshot);

@@ -53,6 +53,25 @@ struct LayerStats {
   uint64_t compressed_bytes = 0;
 };
 
+// Sees the layers of one ExportLayers call as they are made: an archive
+// output written while the layers are compressed (outputs.h,
+// StartArchiveOutput), so that copying the blobs into it does not wait for
+// the last layer. Begin and End are called from ExportLayers' threads, for
+// several layers at once.
+class LayerSink {
+ public:
+  virtual ~LayerSink() = default;
+  // The chain, base first, before any layer is made; a layer to be made has
+  // an empty blob digest.
+  virtual void Layers(const std::vector<Layer>& layers) = 0;
+  // Layer `index` is about to be made: a sink for its compressed bytes, in
+  // order, as they are stored, or null when not wanted. An error from the
+  // sink fails the export.
+  virtual util::ByteSink Begin(size_t index) = 0;
+  // Layer `index` is made (`layer` complete) or failed (`status`).
+  virtual void End(size_t index, const Layer& layer, const Status& status) = 0;
+};
+
 // The snapshot label suffix that names a variant: "" for gzip at the
 // default level without a clamp (the labels of snapshot/labels.h as they
 // are), else e.g. ".zstd", ".gzip-l9", ".none-epoch1700000000".
@@ -64,6 +83,7 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
                                         const content::Store& store, const std::string& top,
                                         const LayerOptions& options, int parallelism,
                                         util::Canceller* cancel, LayerStats* stats = nullptr,
-                                        const util::TaskReporter& report = nullptr);
+                                        const util::TaskReporter& report = nullptr,
+                                        LayerSink* sink = nullptr);
 
 }  // namespace kiln::exporter

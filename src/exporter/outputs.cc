@@ -115,7 +115,7 @@ std::optional<std::string> FileStamp(const std::filesystem::path& path) {
 
 Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
                           const ImageOutputOptions& options, const WrittenImage& img,
-                          OutputResult* result);
+                          OutputResult* result, ArchiveStream* started);
 Status PushImageOutput(const OutputEnv& env, const Output& output,
                        const ImageOutputOptions& options, const image::Descriptor& top,
                        uint64_t total, OutputResult* result);
@@ -248,10 +248,10 @@ Result<ImageOutputOptions> ParseImageOutputOptions(const Output& output,
 
 Status WriteImageOutput(const OutputEnv& env, const Output& output,
                         const ImageOutputOptions& options, const WrittenImage& image,
-                        OutputResult* result) {
+                        OutputResult* result, ArchiveStream* started) {
   if (result) *result = OutputResult{};
   if (output.type == "oci" || output.type == "docker") {
-    return WriteArchiveOutput(env, output, options, image, result);
+    return WriteArchiveOutput(env, output, options, image, result, started);
   }
   if (output.type == "image") {
     // Without push the image is only named; the caller records the names.
@@ -366,7 +366,9 @@ Status AnnotateName(const std::vector<std::string>& names, image::Descriptor* to
 Status WriteArchive(const OutputEnv& env, const Output& output, const std::string& dest_text,
                     bool tar, const image::Descriptor& top,
                     const std::vector<content::BlobRef>& blobs,
-                    std::vector<content::ExtraFile> extra, bool* skipped);
+                    std::vector<content::ExtraFile> extra, bool* skipped,
+                    const std::vector<util::Digest>& leading = {},
+                    ArchiveStream* started = nullptr);
 
 // The dest= of an archive output (type=oci, type=docker).
 Result<std::string> ArchiveDest(const Output& output) {
@@ -384,7 +386,7 @@ Result<std::string> ArchiveDest(const Output& output) {
 // manifest.json and repositories for `docker load`.
 Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
                           const ImageOutputOptions& options, const WrittenImage& img,
-                          OutputResult* result) {
+                          OutputResult* result, ArchiveStream* started) {
   const bool docker = output.type == "docker";
   bool* skipped = result ? &result->skipped : nullptr;
   if (skipped) *skipped = false;
@@ -401,7 +403,11 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
   }
   std::vector<content::ExtraFile> extra;
   if (docker) extra = DockerArchiveFiles(img, all_names);
-  return WriteArchive(env, output, dest, tar, top, blobs, std::move(extra), skipped);
+  // The layers first, base first: the order an ArchiveStream writes them in.
+  std::vector<util::Digest> leading;
+  for (const image::Descriptor& l : img.layers) leading.push_back(l.digest);
+  return WriteArchive(env, output, dest, tar, top, blobs, std::move(extra), skipped, leading,
+                      started);
 }
 
 // The OCI layout or archive of `top` (its index.json names `top` alone) with
@@ -409,7 +415,8 @@ Status WriteArchiveOutput(const OutputEnv& env, const Output& output,
 Status WriteArchive(const OutputEnv& env, const Output& output, const std::string& dest_text,
                     bool tar, const image::Descriptor& top,
                     const std::vector<content::BlobRef>& blobs,
-                    std::vector<content::ExtraFile> extra, bool* skipped) {
+                    std::vector<content::ExtraFile> extra, bool* skipped,
+                    const std::vector<util::Digest>& leading, ArchiveStream* started) {
   const content::Store& store = *env.store;
   const std::filesystem::path& state_dir = env.state_dir;
   image::Index index;
@@ -422,6 +429,12 @@ Status WriteArchive(const OutputEnv& env, const Output& output, const std::strin
   // Blob bodies file to file (copy_file_range), hashed meanwhile.
   wo.blob_file = content::StoreBlobFile(store);
   wo.extra_files = std::move(extra);
+  wo.leading_blobs = leading;
+  if (started != nullptr && started->writer() != nullptr &&
+      (!tar || dest_text == "-" || started->dest() != std::filesystem::path(dest_text))) {
+    return Status::Internal("output type=" + output.type + ": the archive begun for " +
+                            started->dest().string() + " is not this output's");
+  }
   if (!tar) {
     if (dest_text == "-") {
       return Status::InvalidArgument("output type=" + output.type +
@@ -458,8 +471,16 @@ Status WriteArchive(const OutputEnv& env, const Output& output, const std::strin
       }
     }
   }
-  KILN_RETURN_IF_ERROR(
-      content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo));
+  if (started != nullptr && started->writer() != nullptr) {
+    // Begun while the layers were made: the rest (config, manifest,
+    // index.json) goes in now.
+    KILN_RETURN_IF_ERROR(started->status());
+    KILN_RETURN_IF_ERROR(
+        started->writer()->Commit(index_json, blobs, content::StoreBlobSource(store), wo));
+  } else {
+    KILN_RETURN_IF_ERROR(
+        content::WriteOciArchive(dest, index_json, blobs, content::StoreBlobSource(store), wo));
+  }
   if (!record.empty()) {
     // Best effort: without the record the next build writes the file again.
     std::optional<std::string> stamp = FileStamp(dest);
@@ -594,5 +615,90 @@ Status PushImageOutput(const OutputEnv& env, const Output& output,
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------
+// ArchiveStream
+
+ArchiveStream::ArchiveStream(const content::Store& store, std::filesystem::path dest)
+    : store_(store), dest_(std::move(dest)) {}
+
+ArchiveStream::~ArchiveStream() = default;  // an uncommitted writer removes its temp file
+
+Status ArchiveStream::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void ArchiveStream::Layers(const std::vector<Layer>& layers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  layers_ = layers;
+  done_.assign(layers.size(), false);
+  bool making = false;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    done_[i] = !layers[i].blob.digest.empty();
+    making = making || !done_[i];
+  }
+  // Every blob there already: nothing to overlap, and the ordinary path may
+  // find the archive unchanged and leave it alone.
+  if (!making) return;
+  Result<std::unique_ptr<content::ArchiveWriter>> w = content::ArchiveWriter::Create(dest_);
+  if (!w.ok()) {
+    status_ = w.status().Annotate("writing OCI archive " + dest_.string());
+    return;
+  }
+  writer_ = std::move(*w);
+  AdvanceLocked();
+}
+
+util::ByteSink ArchiveStream::Begin(size_t index) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!writer_ || !status_.ok() || streaming_ || index != head_) return nullptr;
+  status_ = writer_->BeginBlob();
+  if (!status_.ok()) return nullptr;
+  streaming_ = true;
+  // Only this layer's storing thread writes to the archive until End: the
+  // others' End calls stop at the head, which is this layer.
+  content::ArchiveWriter* w = writer_.get();
+  return [w](std::string_view chunk) { return w->WriteBlob(chunk); };
+}
+
+void ArchiveStream::End(size_t index, const Layer& layer, const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!writer_ || index >= layers_.size()) return;
+  if (streaming_ && index == head_) {
+    streaming_ = false;
+    if (status.ok() && status_.ok()) {
+      status_ = writer_->EndBlob({layer.blob.digest, static_cast<uint64_t>(layer.blob.size)});
+    } else {
+      writer_->AbortBlob();
+    }
+  }
+  if (!status.ok()) return;  // the export fails; the archive is abandoned
+  layers_[index] = layer;
+  done_[index] = true;
+  AdvanceLocked();
+}
+
+// Copies the finished layers at the head from the store, up to the first
+// one still being made.
+void ArchiveStream::AdvanceLocked() {
+  while (status_.ok() && head_ < layers_.size() && done_[head_]) {
+    const Layer& l = layers_[head_];
+    if (!writer_->Has(l.blob.digest)) {
+      status_ = writer_->AddBlobFile({l.blob.digest, static_cast<uint64_t>(l.blob.size)},
+                                     store_.BlobPath(l.blob.digest));
+    }
+    ++head_;
+  }
+}
+
+Result<std::unique_ptr<ArchiveStream>> StartArchiveOutput(const OutputEnv& env,
+                                                          const Output& output) {
+  if (output.type != "oci" && output.type != "docker") return std::unique_ptr<ArchiveStream>();
+  KILN_ASSIGN_OR_RETURN(const std::string dest, ArchiveDest(output));
+  KILN_ASSIGN_OR_RETURN(const bool tar, BoolOption(output, "tar", true));
+  if (!tar || dest == "-" || env.store == nullptr) return std::unique_ptr<ArchiveStream>();
+  return std::make_unique<ArchiveStream>(*env.store, dest);
+}
 
 }  // namespace kiln::exporter

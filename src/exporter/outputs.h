@@ -32,10 +32,13 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "content/layout.h"
 #include "content/store.h"
 #include "exporter/image_writer.h"
 #include "exporter/layers.h"
@@ -95,14 +98,56 @@ struct OutputResult {
   std::vector<std::string> pushed;  // references pushed, normalized
 };
 
+// An OCI or Docker archive output begun while its layers are made: a
+// LayerSink for ExportLayers that writes each layer into the archive as
+// soon as the layers before it are in, the layer being made at the head
+// streamed straight from the compressor (content::ArchiveWriter), so the
+// archive is nearly complete when the last layer is. Nothing is written
+// when no layer is made (every blob reused: the ordinary path, and its
+// unchanged-archive skip, apply). The archive's bytes are the same either
+// way. Pass it to WriteImageOutput to finish it.
+class ArchiveStream : public LayerSink {
+ public:
+  ArchiveStream(const content::Store& store, std::filesystem::path dest);
+  ~ArchiveStream() override;
+  void Layers(const std::vector<Layer>& layers) override;
+  util::ByteSink Begin(size_t index) override;
+  void End(size_t index, const Layer& layer, const Status& status) override;
+
+  const std::filesystem::path& dest() const { return dest_; }
+  // The writer when layers went in (null otherwise), with the first error
+  // met while writing them.
+  content::ArchiveWriter* writer() const { return writer_.get(); }
+  Status status() const;
+
+ private:
+  void AdvanceLocked();
+
+  const content::Store& store_;
+  const std::filesystem::path dest_;
+  mutable std::mutex mu_;
+  std::unique_ptr<content::ArchiveWriter> writer_;
+  std::vector<Layer> layers_;
+  std::vector<bool> done_;
+  size_t head_ = 0;         // the next layer to go into the archive
+  bool streaming_ = false;  // the head layer is being streamed
+  Status status_;
+};
+
+// An ArchiveStream for `output` when it is type=oci or type=docker written
+// as a tar to a file (not tar=false, not dest=-); null otherwise.
+Result<std::unique_ptr<ArchiveStream>> StartArchiveOutput(const OutputEnv& env,
+                                                          const Output& output);
+
 // Writes an image output. An OCI or Docker archive whose content would be
 // exactly what an earlier build wrote at the same path is not written again
 // when the file's stamp (size, mtime, inode) is unchanged too
 // (result->skipped). type=image without push names the image only (the
 // caller records the names).
+// `started`: the output's ArchiveStream, if its layers were made with one.
 Status WriteImageOutput(const OutputEnv& env, const Output& output,
                         const ImageOutputOptions& options, const WrittenImage& image,
-                        OutputResult* result);
+                        OutputResult* result, ArchiveStream* started = nullptr);
 
 // Writes the image output of a multi-platform build, `index` (an OCI index,
 // or a Docker manifest list without OCI media types): type=oci's index.json
