@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "content/test_util.h"
 
 namespace kiln::content {
@@ -591,6 +593,121 @@ TEST_F(LayoutTest, WritesToFd) {
       WriteOciArchive(tmp_.path() / "direct.tar", image_.index_json, image_.refs, image_.source())
           .ok());
   EXPECT_TRUE(test::ReadFile(file) == test::ReadFile(tmp_.path() / "direct.tar"));
+}
+
+// Leading blobs come first, in their order, then the rest by name.
+TEST_F(LayoutTest, LeadingBlobsComeFirst) {
+  const fs::path file = tmp_.path() / "lead.tar";
+  WriteOptions wo;
+  wo.leading_blobs = {Sha256Of(image_.layer2), Sha256Of(image_.layer1), Sha256Of(image_.layer2)};
+  Status st = WriteOciArchive(file, image_.index_json, image_.refs, image_.source(), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  std::vector<std::string> names;
+  for (const test::TarHeader& h : test::ReadTarHeaders(file)) names.push_back(h.name);
+  std::vector<std::string> want = {"blobs/", "blobs/sha256/",
+                                   "blobs/sha256/" + std::string(Sha256Of(image_.layer2).hex()),
+                                   "blobs/sha256/" + std::string(Sha256Of(image_.layer1).hex())};
+  std::set<std::string> rest;
+  for (const std::string* b : {&image_.config, &image_.manifest}) {
+    rest.insert("blobs/sha256/" + std::string(Sha256Of(*b).hex()));
+  }
+  want.insert(want.end(), rest.begin(), rest.end());
+  want.push_back("index.json");
+  want.push_back("oci-layout");
+  EXPECT_EQ(names, want);
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ExpectImage(*a);
+  // A leading blob must be one of the blobs.
+  wo.leading_blobs = {Sha256Of("not a blob")};
+  st =
+      WriteOciArchive(tmp_.path() / "bad.tar", image_.index_json, image_.refs, image_.source(), wo);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  EXPECT_FALSE(fs::exists(tmp_.path() / "bad.tar"));
+}
+
+// An archive written entry by entry (a blob from a file, a blob streamed in
+// pieces whose header is written at its end, a streamed duplicate dropped,
+// the rest at Commit) is byte for byte WriteOciArchive's with the same
+// leading blobs.
+TEST_F(LayoutTest, ArchiveWriterMatchesWriteOciArchive) {
+  auto store = Store::Open(tmp_.path() / "store");
+  ASSERT_TRUE(store.ok());
+  for (const auto& [digest, bytes] : *image_.blobs) ASSERT_TRUE(store->Put(bytes).ok());
+  const Digest l1 = Sha256Of(image_.layer1), l2 = Sha256Of(image_.layer2);
+  WriteOptions wo;
+  wo.leading_blobs = {l1, l2};
+  const fs::path reference = tmp_.path() / "reference.tar";
+  ASSERT_TRUE(WriteOciArchive(reference, image_.index_json, image_.refs, image_.source(), wo).ok());
+
+  const fs::path file = tmp_.path() / "out" / "image.tar";
+  fs::create_directories(file.parent_path());
+  auto w = ArchiveWriter::Create(file);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  ASSERT_TRUE((*w)->AddBlobFile({l1, image_.layer1.size()}, store->BlobPath(l1)).ok());
+  EXPECT_TRUE((*w)->Has(l1));
+  // layer1 again, streamed: dropped at its end, the file cut back.
+  ASSERT_TRUE((*w)->BeginBlob().ok());
+  ASSERT_TRUE((*w)->WriteBlob(image_.layer1).ok());
+  ASSERT_TRUE((*w)->EndBlob({l1, image_.layer1.size()}).ok());
+  // layer2 streamed in uneven pieces.
+  ASSERT_TRUE((*w)->BeginBlob().ok());
+  for (size_t off = 0; off < image_.layer2.size(); off += 777777) {
+    ASSERT_TRUE((*w)->WriteBlob(std::string_view(image_.layer2).substr(off, 777777)).ok());
+  }
+  ASSERT_TRUE((*w)->EndBlob({l2, image_.layer2.size()}).ok());
+  EXPECT_FALSE(fs::exists(file));  // nothing at the destination before Commit
+  Status st = (*w)->Commit(image_.index_json, image_.refs, image_.source(), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(test::ReadFile(file) == test::ReadFile(reference));
+  EXPECT_EQ(test::ListDir(file.parent_path()), std::vector<std::string>{"image.tar"});
+  auto a = ImageArchive::OpenArchive(file);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ExpectImage(*a);
+}
+
+// A streamed blob whose size does not match, an aborted one, a blob file
+// that does not hash to its name, an abandoned writer: nothing reaches the
+// destination and no temp file is left.
+TEST_F(LayoutTest, ArchiveWriterFailuresLeaveNothing) {
+  const fs::path dir = tmp_.path() / "out";
+  fs::create_directories(dir);
+  const fs::path file = dir / "image.tar";
+  const Digest l1 = Sha256Of(image_.layer1);
+  {
+    auto w = ArchiveWriter::Create(file);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->BeginBlob().ok());
+    ASSERT_TRUE((*w)->WriteBlob(image_.layer1).ok());
+    Status st = (*w)->EndBlob({l1, image_.layer1.size() + 1});
+    EXPECT_EQ(st.code(), StatusCode::kDigestMismatch) << st.ToString();
+    EXPECT_FALSE((*w)->Has(l1));
+    // Calls out of order are refused.
+    EXPECT_EQ((*w)->WriteBlob("x").code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ((*w)->EndBlob({l1, 1}).code(), StatusCode::kFailedPrecondition);
+    ASSERT_TRUE((*w)->BeginBlob().ok());
+    EXPECT_EQ((*w)->BeginBlob().code(), StatusCode::kFailedPrecondition);
+    (*w)->AbortBlob();
+    // A local file that is not what its digest says.
+    const fs::path wrong = tmp_.path() / "wrong";
+    test::WriteFile(wrong, std::string(image_.layer1.size(), 'x'));
+    st = (*w)->AddBlobFile({l1, image_.layer1.size()}, wrong);
+    EXPECT_EQ(st.code(), StatusCode::kDigestMismatch) << st.ToString();
+    // Committing a blob that is not among the image's blobs is refused.
+    ASSERT_TRUE((*w)->BeginBlob().ok());
+    ASSERT_TRUE((*w)->WriteBlob("stray").ok());
+    ASSERT_TRUE((*w)->EndBlob({Sha256Of("stray"), 5}).ok());
+    st = (*w)->Commit(image_.index_json, image_.refs, image_.source());
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.ToString();
+  }
+  EXPECT_TRUE(test::ListDir(dir).empty());
+  {
+    auto w = ArchiveWriter::Create(file);
+    ASSERT_TRUE(w.ok());
+    (*w)->Abandon();
+    EXPECT_TRUE(test::ListDir(dir).empty());
+  }
+  EXPECT_FALSE(ArchiveWriter::Create(tmp_.path() / "missing" / "image.tar").ok());
 }
 
 }  // namespace

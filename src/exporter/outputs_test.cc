@@ -578,5 +578,113 @@ TEST_F(OutputFilesTest, ImageWithoutPushWritesNothing) {
   EXPECT_FALSE(fs::exists(env_.state_dir));
 }
 
+// An archive written while its layers are made (ArchiveStream) holds the
+// same bytes as one written afterwards; when every layer is reused nothing
+// is begun and the ordinary path (with its unchanged-archive skip) applies.
+TEST_F(OutputFilesTest, ArchiveWrittenWhileLayersAreMadeIsTheSame) {
+  // Three more layers of a few MB (random: they stay large when compressed),
+  // so that several are made at once and the head one is streamed.
+  std::string top = top_;
+  for (int i = 0; i < 3; ++i) {
+    auto a = snaps_->Prepare(top);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    std::string data((3 + i) << 20, '\0');
+    uint64_t x = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(i + 1);
+    for (char& c : data) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    std::ofstream(a->path() / ("big" + std::to_string(i)), std::ios::binary) << data;
+    auto id = a->Commit({{std::string(snapshot::kLabelCreated),
+                          "2026-01-01T00:00:0" + std::to_string(i + 2) + "Z"}});
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    top = *id;
+  }
+  for (const std::string& type : {std::string("oci"), std::string("docker")}) {
+    SCOPED_TRACE(type);
+    const fs::path streamed = dir_.path() / (type + "-streamed.tar");
+    const Output out = Parse("type=" + type + ",dest=" + streamed.string());
+    auto opts = ParseImageOutputOptions(out, {"app:1"});
+    ASSERT_TRUE(opts.ok());
+    auto stream = StartArchiveOutput(env_, out);
+    ASSERT_TRUE(stream.ok()) << stream.status().ToString();
+    ASSERT_NE(stream->get(), nullptr);
+    LayerOptions lo = opts->layers;
+    lo.source_date_epoch = type == "oci" ? 100 : 200;  // a variant of its own: made anew
+    LayerStats stats;
+    auto layers =
+        ExportLayers(*snaps_, *store_, top, lo, 2, nullptr, &stats, nullptr, stream->get());
+    ASSERT_TRUE(layers.ok()) << layers.status().ToString();
+    EXPECT_EQ(stats.compressed, 5);
+    ASSERT_NE((*stream)->writer(), nullptr) << "layers were made: the archive was begun";
+    EXPECT_FALSE(fs::exists(streamed)) << "nothing at the destination before the commit";
+    ImageRequest req;
+    req.config = Template(R"({"architecture":"amd64","os":"linux"})");
+    req.layers = *layers;
+    req.oci_mediatypes = opts->oci_mediatypes;
+    auto img = WriteImage(*store_, req);
+    ASSERT_TRUE(img.ok()) << img.status().ToString();
+    OutputResult result;
+    Status st = WriteImageOutput(env_, out, *opts, *img, &result, stream->get());
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_FALSE(result.skipped);
+
+    // The same image written afterwards, from the store.
+    const fs::path after = dir_.path() / (type + "-after.tar");
+    const Output out2 = Parse("type=" + type + ",dest=" + after.string());
+    ASSERT_TRUE(WriteImageOutput(env_, out2, *opts, *img, &result).ok());
+    EXPECT_TRUE(Slurp(streamed) == Slurp(after)) << "the streamed archive differs";
+    auto archive = content::ImageArchive::OpenArchive(streamed);
+    ASSERT_TRUE(archive.ok()) << archive.status().ToString();
+    for (const exporter::Layer& l : *layers) EXPECT_TRUE(archive->HasBlob(l.blob.digest));
+
+    // Every layer reused: nothing begun; the unchanged archive is left alone.
+    auto again = StartArchiveOutput(env_, out);
+    ASSERT_TRUE(again.ok());
+    LayerStats reused;
+    auto layers2 =
+        ExportLayers(*snaps_, *store_, top, lo, 2, nullptr, &reused, nullptr, again->get());
+    ASSERT_TRUE(layers2.ok());
+    EXPECT_EQ(reused.compressed, 0);
+    EXPECT_EQ((*again)->writer(), nullptr);
+    ASSERT_TRUE(WriteImageOutput(env_, out, *opts, *img, &result, again->get()).ok());
+    EXPECT_TRUE(result.skipped);
+  }
+  // Outputs that cannot be begun early: none.
+  for (const std::string& spec : std::vector<std::string>{
+           "type=oci,dest=-", "type=oci,tar=false,dest=" + (dir_.path() / "dir").string(),
+           "type=image,name=x", "type=tar,dest=" + (dir_.path() / "fs.tar").string()}) {
+    auto none = StartArchiveOutput(env_, Parse(spec));
+    ASSERT_TRUE(none.ok()) << spec;
+    EXPECT_EQ(none->get(), nullptr) << spec;
+  }
+  for (const auto& e : fs::directory_iterator(dir_.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos)
+        << "a temp file was left: " << e.path();
+  }
+}
+
+// A layer that fails to export abandons the archive begun for it: nothing
+// at the destination, no temp file.
+TEST_F(OutputFilesTest, FailedExportLeavesNoArchive) {
+  const fs::path dest = dir_.path() / "failed.tar";
+  auto stream = StartArchiveOutput(env_, Parse("type=oci,dest=" + dest.string()));
+  ASSERT_TRUE(stream.ok());
+  util::Canceller cancel;
+  cancel.Cancel();
+  LayerOptions lo;
+  lo.source_date_epoch = 300;
+  auto layers =
+      ExportLayers(*snaps_, *store_, top_, lo, 2, &cancel, nullptr, nullptr, stream->get());
+  EXPECT_FALSE(layers.ok());
+  stream->reset();
+  EXPECT_FALSE(fs::exists(dest));
+  for (const auto& e : fs::directory_iterator(dir_.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
+}
+
 }  // namespace
 }  // namespace kiln::exporter
