@@ -219,6 +219,28 @@ TEST_F(OutputTest, PushWithBasicAuth) {
   EXPECT_EQ(Metadata(meta)["image.name"], ref);
 }
 
+// A cold build writes its archive while the layers are compressed; a warm
+// rebuild (every layer reused) writes it afterwards from the store. The two
+// files are the same bytes, and skopeo reads the first.
+TEST_F(OutputTest, ArchiveWrittenDuringExportEqualsOneWrittenAfter) {
+  WriteAppContext();
+  const fs::path cold = dir_.path() / "cold.tar";
+  const fs::path warm = dir_.path() / "warm.tar";
+  RunResult r = BuildWith({"-o", "type=oci,dest=" + cold.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  RunResult again = BuildWith({"-o", "type=oci,dest=" + warm.string()});
+  ASSERT_EQ(again.exit_code, 0) << Describe(again);
+  EXPECT_NE(again.err.find("0 layers compressed"), std::string::npos) << again.err;
+  EXPECT_TRUE(ReadAll(cold) == ReadAll(warm)) << "the archives differ";
+  RunResult inspect =
+      kiln::testing::Run("/usr/bin/skopeo", {"inspect", "oci-archive:" + cold.string()});
+  ASSERT_EQ(inspect.exit_code, 0) << Describe(inspect);
+  EXPECT_EQ(json::parse(inspect.out)["Layers"].size(), 3u);
+  for (const auto& e : fs::directory_iterator(dir_.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
+}
+
 TEST_F(OutputTest, DockerArchive) {
   WriteAppContext();
   const fs::path archive = dir_.path() / "docker.tar";
