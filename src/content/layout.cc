@@ -1251,8 +1251,7 @@ Status WriteOciArchiveToFd(int fd, std::string_view what, std::string_view index
 Status WriteOciArchive(const fs::path& file, std::string_view index_json,
                        const std::vector<BlobRef>& blobs, const BlobSource& source,
                        const WriteOptions& options) {
-  // The content is checked before a temp file is made.
-  KILN_RETURN_IF_ERROR(MakePlan(index_json, blobs, options).status());
+  // Commit checks the content; on an error the writer removes its temp file.
   Result<std::unique_ptr<ArchiveWriter>> w = ArchiveWriter::Create(file);
   if (!w.ok()) return w.status().Annotate("writing OCI archive " + file.string());
   return (*w)->Commit(index_json, blobs, source, options);
