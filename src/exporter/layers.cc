@@ -150,8 +150,9 @@ class Exporter {
  public:
   Exporter(snapshot::Snapshotter& snapshots, const content::Store& store,
            const LayerOptions& options, LayerStats* stats, const util::TaskReporter& report,
-           std::atomic<uint64_t>* done_bytes)
-      : snapshots_(snapshots),
+           std::atomic<uint64_t>* done_bytes, util::Canceller* cancel)
+      : cancel_(cancel),
+        snapshots_(snapshots),
         store_(store),
         options_(options),
         suffix_(VariantSuffix(options)),
@@ -240,6 +241,11 @@ class Exporter {
     const std::chrono::nanoseconds cpu_start = ThreadCpuTime();
     Status compress_status = made.status();
     while (compress_status.ok()) {
+      // A cancelled build stops within a chunk, not at the end of the layer.
+      if (cancel_ != nullptr && cancel_->cancelled()) {
+        compress_status = cancel_->Check();
+        break;
+      }
       std::optional<std::string> chunk = queue.Pop();
       if (!chunk) break;
       compress_status = (*made)->Write(*chunk);
@@ -328,6 +334,7 @@ class Exporter {
     }
   }
 
+  util::Canceller* cancel_;  // may be null
   snapshot::Snapshotter& snapshots_;
   const content::Store& store_;
   const LayerOptions& options_;
@@ -422,9 +429,9 @@ Result<std::vector<Layer>> ExportLayers(snapshot::Snapshotter& snapshots,
   }
   // Both exporters count into one total, the "exporting layers" task's.
   std::atomic<uint64_t> done_bytes{0};
-  Exporter exporter(snapshots, store, options, stats, report, &done_bytes);
+  Exporter exporter(snapshots, store, options, stats, report, &done_bytes, cancel);
   // A recompressed pulled layer is labelled with the suffix without the clamp.
-  Exporter pulled_exporter(snapshots, store, pulled_options, stats, report, &done_bytes);
+  Exporter pulled_exporter(snapshots, store, pulled_options, stats, report, &done_bytes, cancel);
   if (!todo.empty()) exporter.Report(util::TaskUpdate::State::kRunning);
   std::mutex mu;
   std::atomic<size_t> next{0};

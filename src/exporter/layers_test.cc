@@ -259,5 +259,46 @@ TEST_F(LayersTest, ReportsOneExportTask) {
   EXPECT_TRUE(seen.empty());
 }
 
+// Cancelling while a layer is being compressed stops it there (not at the
+// end of the layer): the export fails with kCancelled and leaves neither a
+// blob nor an ingest file in the store, nor a label on the snapshot.
+TEST_F(LayersTest, CancelStopsALayerMidway) {
+  std::string data(48u << 20, '\0');  // random: gzip keeps it large
+  uint64_t x = 0x2545f4914f6cdd1dull;
+  for (char& c : data) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  const std::string top = Built("", "big", data);
+  util::Canceller cancel;
+  uint64_t seen_at_cancel = 0;
+  std::mutex mu;
+  auto report = [&](const util::TaskUpdate& u) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (u.current > 0 && !cancel.cancelled()) {  // the first progress inside the layer
+      seen_at_cancel = u.current;
+      cancel.Cancel("stop here");
+    }
+  };
+  auto l = ExportLayers(*snaps_, store_, top, {}, 2, &cancel, nullptr, report);
+  ASSERT_FALSE(l.ok());
+  EXPECT_EQ(l.status().code(), StatusCode::kCancelled) << l.status().ToString();
+  EXPECT_NE(l.status().message().find("stop here"), std::string::npos) << l.status().message();
+  EXPECT_GT(seen_at_cancel, 0u);
+  EXPECT_LT(seen_at_cancel, data.size()) << "cancelled inside the layer";
+  auto blobs = store_.List();
+  ASSERT_TRUE(blobs.ok());
+  EXPECT_TRUE(blobs->empty()) << "no blob of a cancelled layer";
+  EXPECT_TRUE(fs::is_empty(dir_.path() / "content" / "ingest"));
+  auto info = snaps_->Stat(top);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->labels.count(std::string(snapshot::kLabelLayerDigest)), 0u);
+  // The same export, not cancelled, completes.
+  auto again = ExportLayers(*snaps_, store_, top, {}, 2, nullptr);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+}
+
 }  // namespace
 }  // namespace kiln::exporter
