@@ -77,6 +77,16 @@ Writer& Writer::operator=(Writer&& o) noexcept {
 
 void Writer::FreeDeleter::operator()(char* p) const { std::free(p); }
 
+// Clears O_DIRECT: the rest of the blob is written buffered.
+Status Writer::StopDirect() {
+  direct_ = false;
+  const int flags = ::fcntl(fd_, F_GETFL);
+  if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
+    return ErrnoStatus("cannot write", temp_, errno);
+  }
+  return Status::Ok();
+}
+
 // Writes `n` bytes at the current offset with O_DIRECT; where the kernel
 // refuses (EINVAL: a filesystem or a length it cannot do directly) the
 // descriptor goes back to buffered writes for the rest of the blob.
@@ -85,11 +95,7 @@ Status Writer::WriteDirect(const char* data, size_t n) {
     const ssize_t w = ::write(fd_, data, n);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno == EINVAL && direct_) {
-      direct_ = false;
-      const int flags = ::fcntl(fd_, F_GETFL);
-      if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
-        return ErrnoStatus("cannot write", temp_, errno);
-      }
+      KILN_RETURN_IF_ERROR(StopDirect());
       continue;
     }
     if (w < 0) return ErrnoStatus("cannot write", temp_, errno);
@@ -98,9 +104,7 @@ Status Writer::WriteDirect(const char* data, size_t n) {
     n -= static_cast<size_t>(w);
     if (direct_ && (w % kDirectAlign) != 0) {
       // A short direct write leaves the offset unaligned: finish buffered.
-      direct_ = false;
-      const int flags = ::fcntl(fd_, F_GETFL);
-      if (flags >= 0) (void)::fcntl(fd_, F_SETFL, flags & ~O_DIRECT);
+      KILN_RETURN_IF_ERROR(StopDirect());
     }
   }
   return Status::Ok();
@@ -117,13 +121,7 @@ Status Writer::FlushDirect(bool final) {
       dfill_ -= whole;
       return Status::Ok();
     }
-    if (direct_) {
-      direct_ = false;
-      const int flags = ::fcntl(fd_, F_GETFL);
-      if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_DIRECT) != 0) {
-        st = ErrnoStatus("cannot write", temp_, errno);
-      }
-    }
+    if (direct_) st = StopDirect();
     if (st.ok()) st = WriteDirect(dbuf_.get() + whole, dfill_ - whole);
   }
   dfill_ = 0;

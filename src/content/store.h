@@ -104,6 +104,7 @@ class Writer {
   // O_DIRECT: bytes gather in an aligned buffer written out whole; the tail
   // (under one block) is written buffered at the end.
   Status WriteDirect(const char* data, size_t n);
+  Status StopDirect();
   Status FlushDirect(bool final);
   struct FreeDeleter {
     void operator()(char* p) const;
@@ -179,8 +180,8 @@ class Store {
   // Starts an ingest. `direct`: the bytes bypass the page cache (O_DIRECT,
   // where the filesystem takes it; buffered otherwise), for large blobs
   // written once and not read back soon, such as a built layer: writing
-  // them then costs no copy into (fresh) page-cache memory, and the kernel
-  // writes them out as they come, so the commit's fsync has nothing left.
+  // them then costs no copy into (fresh) page-cache memory, and they reach
+  // the disk as they are written rather than at the commit's fsync.
   Result<Writer> NewWriter(bool direct = false) const;
 
   // Stores `data`. With `expected`, verifies it first (kDigestMismatch).

@@ -632,12 +632,8 @@ Status ArchiveStream::status() const {
 void ArchiveStream::Layers(const std::vector<Layer>& layers) {
   std::lock_guard<std::mutex> lock(mu_);
   layers_ = layers;
-  done_.assign(layers.size(), false);
-  bool making = false;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    done_[i] = !layers[i].blob.digest.empty();
-    making = making || !done_[i];
-  }
+  const bool making = std::any_of(layers.begin(), layers.end(),
+                                  [](const Layer& l) { return l.blob.digest.empty(); });
   // Every blob there already: nothing to overlap, and the ordinary path may
   // find the archive unchanged and leave it alone.
   if (!making) return;
@@ -675,14 +671,13 @@ void ArchiveStream::End(size_t index, const Layer& layer, const Status& status) 
   }
   if (!status.ok()) return;  // the export fails; the archive is abandoned
   layers_[index] = layer;
-  done_[index] = true;
   AdvanceLocked();
 }
 
 // Copies the finished layers at the head from the store, up to the first
 // one still being made.
 void ArchiveStream::AdvanceLocked() {
-  while (status_.ok() && head_ < layers_.size() && done_[head_]) {
+  while (status_.ok() && head_ < layers_.size() && !layers_[head_].blob.digest.empty()) {
     const Layer& l = layers_[head_];
     if (!writer_->Has(l.blob.digest)) {
       status_ = writer_->AddBlobFile({l.blob.digest, static_cast<uint64_t>(l.blob.size)},

@@ -127,10 +127,9 @@ class ArchiveStream : public LayerSink {
   const std::filesystem::path dest_;
   mutable std::mutex mu_;
   std::unique_ptr<content::ArchiveWriter> writer_;
-  std::vector<Layer> layers_;
-  std::vector<bool> done_;
-  size_t head_ = 0;         // the next layer to go into the archive
-  bool streaming_ = false;  // the head layer is being streamed
+  std::vector<Layer> layers_;  // an empty blob digest: not made yet
+  size_t head_ = 0;            // the next layer to go into the archive
+  bool streaming_ = false;     // the head layer is being streamed
   Status status_;
 };
 
