@@ -450,6 +450,95 @@ TEST_F(ContextTest, RecordOfImageHttpGitAndNamedContextIsExact) {
             util::Base64Encode("{\"frontend\":\"dockerfile.v0\"," + sources + "}"));
 }
 
+// ---- issue 15: stages added while converting ---------------------------------------
+
+// Issue 15, failure 1: the converter held a reference into its stage vector
+// while COPY --from=<named context | image ref> appended implicit stages;
+// this shape crashed every time (use after reallocation).
+TEST_F(ContextTest, CopyFromGitContextTwiceThenAnImageAfterTwoAddsBuilds) {
+  WriteFile(ctx() / "local.txt", "local\n");
+  RunResult r = BuildDockerfile(
+      "ARG REGISTRY\n"
+      "FROM ${REGISTRY}/busybox:latest\n"
+      "ARG REGISTRY\n"
+      "ARG HTTP\n"
+      "ADD ${HTTP}/hello.txt /h1\n"
+      "ADD ${HTTP}/data.bin /h2\n"
+      "COPY --from=gitctx /README.md /r1\n"
+      "COPY --from=gitctx /sub/dir/version.txt /r2\n"
+      "COPY --from=${REGISTRY}/busybox-docker:latest /bin/busybox /bb\n"
+      "COPY local.txt /local.txt\n"
+      "RUN cat /r2 /local.txt > /joined\n",
+      {"--build-context", "gitctx=" + git_ + "#v1.0"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  OciImage img = Image();
+  EXPECT_NE(img.files["r1"].data.find("version 1.0"), std::string::npos);
+  EXPECT_EQ(img.files["joined"].data, "1.0\nlocal\n");
+  EXPECT_EQ(img.files["bb"].data, img.files["bin/busybox"].data);
+}
+
+// Issue 15, failure 1: a build using 3, 5, 6, 7 or 9 named contexts crashed
+// (each is an implicit stage; those counts appended at a reallocation).
+TEST_F(ContextTest, AnyNumberOfNamedContextsBuilds) {
+  for (int n = 1; n <= 9; ++n) {
+    SCOPED_TRACE(std::to_string(n) + " named contexts");
+    std::string df = "FROM scratch\n";
+    std::vector<std::string> extra;
+    for (int i = 0; i < n; ++i) {
+      const std::string name = "c" + std::to_string(i);
+      WriteFile(dir_.path() / "contexts" / name / "f.txt", name + "\n");
+      extra.insert(extra.end(),
+                   {"--build-context", name + "=" + (dir_.path() / "contexts" / name).string()});
+      df += "COPY --from=" + name + " /f.txt /" + name + ".txt\n";
+    }
+    RunResult r = BuildDockerfile(df, extra);
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    OciImage img = Image();
+    for (int i = 0; i < n; ++i) {
+      const std::string name = "c" + std::to_string(i);
+      EXPECT_EQ(img.files[name + ".txt"].data, name + "\n");
+    }
+  }
+}
+
+// Issue 15, failure 2: the second COPY --from=<image ref> of a stage was
+// resolved for a platform read from freed memory (the converter's stage
+// vector had reallocated under the stage naming it) and failed with "no
+// manifest for linux in the index (it has linux/amd64, linux/arm64/v8)".
+TEST_F(ContextTest, TwoCopyFromImagesOfDifferentImagesInOneStage) {
+  for (const std::string platform : {"linux/amd64", "linux/arm64"}) {
+    SCOPED_TRACE(platform);
+    RunResult r = BuildDockerfile(
+        "ARG REGISTRY\n"
+        "FROM scratch\n"
+        "ARG REGISTRY\n"
+        "COPY --from=${REGISTRY}/busybox-multi:latest /bin/busybox /a\n"
+        "COPY --from=${REGISTRY}/busybox-docker-multi:latest /bin/busybox /b\n",
+        {"--platform", platform});
+    ASSERT_EQ(r.exit_code, 0) << Describe(r);
+    OciImage img = Image();
+    const std::string& a = img.files["a"].data;
+    ASSERT_GT(a.size(), 20u);
+    EXPECT_EQ(a, img.files["b"].data);
+    // ELF e_machine: 0x3e x86-64, 0xb7 AArch64.
+    EXPECT_EQ(static_cast<unsigned char>(a[18]), platform == "linux/amd64" ? 0x3e : 0xb7);
+    const json record = json::parse(RecordOf(meta()));
+    ASSERT_EQ(record["sources"].size(), 2u) << record.dump();
+    EXPECT_EQ(record["sources"][0]["pin"], fixture_.Get("BUSYBOX_DOCKER_MULTI_DIGEST"));
+    EXPECT_EQ(record["sources"][1]["pin"], fixture_.Get("BUSYBOX_MULTI_DIGEST"));
+  }
+  // And with a RUN using both, on the host's platform.
+  RunResult r = BuildDockerfile(
+      "ARG REGISTRY\n"
+      "FROM ${REGISTRY}/busybox:latest\n"
+      "ARG REGISTRY\n"
+      "COPY --from=${REGISTRY}/busybox-multi:latest /bin/busybox /a\n"
+      "COPY --from=${REGISTRY}/busybox-docker-multi:latest /bin/busybox /b\n"
+      "RUN cmp /a /b && cmp /a /bin/busybox && echo same > /same\n");
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Image().files["same"].data, "same\n");
+}
+
 // ---- bad input --------------------------------------------------------------------
 
 TEST_F(ContextTest, UnknownRefNamesTheSourceAndTheLine) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <set>
 #include <utility>
@@ -181,8 +182,14 @@ class Converter {
   Dockerfile df_;
   EnvList global_;                        // platform args + global ARGs
   std::set<std::string> global_declared;  // names declared before the first FROM
-  std::vector<StageState> stages_;        // Dockerfile stages, then implicit ones
-  std::map<std::string, int> implicit_;   // image ref -> implicit stage index
+  // Dockerfile stages, then implicit ones (COPY --from=<image>, named
+  // contexts), appended by StageForFrom while callers hold a `StageState&`
+  // (Visit, DispatchStage, Dispatch*, Constraint): a deque, whose push_back
+  // never moves an element, keeps those references valid. A vector here
+  // reallocates under them (issue 15: crash, or an implicit stage built for a
+  // platform read from freed memory). Index by int; never store iterators.
+  std::deque<StageState> stages_;
+  std::map<std::string, int> implicit_;  // image ref -> implicit stage index
   std::optional<graph::Output> context_;
   ConvertResult result_;
   std::set<std::string> deps_used_;

@@ -463,6 +463,97 @@ TEST_F(ConvertTest, HttpContextArchiveOrDockerfile) {
             std::string::npos);
 }
 
+// Issue 15, failures 1 and 2 (use after reallocation): implicit stages
+// (COPY --from=<image ref>, --from=<named context>) are appended to the
+// converter's stage table while a reference to the stage naming them is
+// held. With a vector, the append that reallocated left that reference
+// dangling: a crash, or the next image of the stage resolved for a platform
+// read from freed memory ("no manifest for linux in the index").
+TEST_F(ConvertTest, ImplicitStagesKeepThePlatformOfTheStageNamingThem) {
+  options_.target_platform = Arm64();
+  ConvertResult r = Convert(
+      "FROM busybox\n"
+      "COPY --from=alpine /a /a\n"
+      "COPY --from=alpine:3.15 /b /b\n"
+      "COPY --from=busybox /c /c\n"
+      "RUN true\n");
+  // The base, then each implicit stage in the order the walk added them.
+  EXPECT_EQ(resolver_.asked, (std::vector<std::string>{
+                                 "docker.io/library/busybox:latest linux/arm64",
+                                 "docker.io/library/alpine:latest linux/arm64",
+                                 "docker.io/library/alpine:3.15 linux/arm64",
+                                 "docker.io/library/busybox:latest linux/arm64",
+                             }));
+  size_t images = 0;
+  for (const graph::VertexPtr& v : graph::Marshal(r.root).vertices) {
+    const auto* s = std::get_if<graph::SourceOp>(&v->op);
+    if (s == nullptr || s->identifier.rfind("docker-image://", 0) != 0) continue;
+    ++images;
+    ASSERT_TRUE(v->constraints.platform.has_value()) << s->identifier;
+    EXPECT_EQ(image::Format(*v->constraints.platform), "linux/arm64") << s->identifier;
+  }
+  EXPECT_EQ(images, 3u);
+}
+
+// Issue 15, failure 1: the shape that crashed every time.
+TEST_F(ConvertTest, CopyFromGitContextAndImageAfterAddsDoesNotCrash) {
+  options_.named_contexts = {{"gitctx", "https://h.example/org/repo.git#main"}};
+  ConvertResult r = Convert(
+      "FROM busybox\n"
+      "ADD https://h.example/one.txt /one.txt\n"
+      "ADD https://h.example/two.txt /two.txt\n"
+      "COPY --from=gitctx /README.md /r1\n"
+      "COPY --from=gitctx /LICENSE /r2\n"
+      "COPY --from=alpine:3.15 /etc/os-release /os-release\n"
+      "COPY local.txt /local.txt\n"
+      "RUN cat /one.txt /two.txt /r1 /r2 /os-release /local.txt\n");
+  const std::vector<std::string> ids = SourceIds(r);
+  const std::vector<std::string> wanted = {
+      "https://h.example/one.txt", "https://h.example/two.txt", "git://h.example/org/repo.git#main",
+      "docker-image://docker.io/library/alpine:3.15@sha256:" + std::string(64, '3'),
+      "local://context"};
+  for (const std::string& want : wanted) {
+    EXPECT_NE(std::find(ids.begin(), ids.end(), want), ids.end()) << want;
+  }
+  EXPECT_EQ(Execs(r).size(), 1u);
+}
+
+// Issue 15, failure 1: 3, 5, 6, 7 or 9 named contexts crashed (each one an
+// implicit stage, appended at a reallocation of the vector).
+TEST_F(ConvertTest, AnyNumberOfNamedContextsConverts) {
+  for (int n = 1; n <= 12; ++n) {
+    options_.named_contexts.clear();
+    std::string df = "FROM busybox\n";
+    std::vector<std::string> want;
+    for (int i = 0; i < n; ++i) {
+      const std::string name = "ctx" + std::to_string(i);
+      if (i % 3 == 0) {
+        ResolvedImage img;
+        img.digest = "sha256:" + std::string(63, 'a') + static_cast<char>('0' + i % 10);
+        resolver_.images["docker.io/library/img" + std::to_string(i) + ":latest"] = img;
+        options_.named_contexts[name] = "docker-image://img" + std::to_string(i);
+        want.push_back("docker-image://docker.io/library/img" + std::to_string(i) + "@" +
+                       img.digest);
+      } else if (i % 3 == 1) {
+        options_.named_contexts[name] = "https://h.example/r" + std::to_string(i) + ".git";
+        want.push_back("git://h.example/r" + std::to_string(i) + ".git");
+      } else {
+        options_.named_contexts[name] = "local:" + name;
+        want.push_back("local://" + name);
+      }
+      df += "COPY --from=" + name + " /f /f" + std::to_string(i) + "\n";
+    }
+    df += "RUN true\n";
+    Result<ConvertResult> r = ConvertToGraph(df, options_);
+    ASSERT_TRUE(r.ok()) << n << " contexts: " << r.status().ToString();
+    const std::vector<std::string> ids = SourceIds(*r);
+    EXPECT_EQ(ids.size(), want.size() + 1) << n << " contexts";  // and busybox
+    for (const std::string& id : want) {
+      EXPECT_NE(std::find(ids.begin(), ids.end(), id), ids.end()) << n << " contexts: " << id;
+    }
+  }
+}
+
 TEST_F(ConvertTest, GitContext) {
   EXPECT_TRUE(IsGitContext("https://github.com/org/repo.git#main"));
   EXPECT_TRUE(IsGitContext("git@github.com:org/repo.git"));
