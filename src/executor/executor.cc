@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -27,6 +28,7 @@
 
 #include "executor/emulation.h"
 #include "util/io.h"
+#include "util/json.h"
 #include "util/rootfs.h"
 #include "util/userdb.h"
 
@@ -273,6 +275,35 @@ std::string RandomHex(size_t bytes) {
   return out;
 }
 
+// kInvalidArgument naming the first of `values` that is not valid UTF-8
+// (what: "argument", ...), with the offending byte and its offset; the
+// value itself is not quoted (an environment variable may hold a secret).
+Status CheckUtf8(std::string_view what, const std::vector<std::string>& values) {
+  for (size_t v = 0; v < values.size(); ++v) {
+    const std::string& s = values[v];
+    for (size_t i = 0; i < s.size();) {
+      const size_t n = util::Utf8SequenceLength(s, i);
+      if (n > 0) {
+        i += n;
+        continue;
+      }
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(s[i]));
+      std::string which = std::string(what);
+      if (what == "environment variable") {
+        which += " " + s.substr(0, s.find('='));
+      } else if (values.size() > 1) {
+        which += " " + std::to_string(v + 1);
+      }
+      return Status::InvalidArgument("executor: " + which + " is not valid UTF-8 (byte " + hex +
+                                     " at offset " + std::to_string(i) +
+                                     "): an OCI runtime takes it as JSON text, which must be "
+                                     "UTF-8");
+    }
+  }
+  return Status::Ok();
+}
+
 Status WriteFile(const fs::path& path, std::string_view data, mode_t mode) {
   UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
   if (!fd.valid()) return Status::IOError("cannot create " + path.string() + ": " + Errno(errno));
@@ -494,6 +525,17 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
     }
   }
 
+  // The runtime spec is JSON, whose strings are UTF-8 text (crun refuses
+  // other bytes): say which field holds them, before writing anything.
+  KILN_RETURN_IF_ERROR(CheckUtf8("argument", process.args));
+  KILN_RETURN_IF_ERROR(CheckUtf8("environment variable", process.env));
+  KILN_RETURN_IF_ERROR(CheckUtf8("working directory", {process.cwd}));
+  KILN_RETURN_IF_ERROR(CheckUtf8("hostname", {process.hostname}));
+  for (const Mount& m : options.mounts) {
+    KILN_RETURN_IF_ERROR(CheckUtf8("mount target", {m.dest}));
+    KILN_RETURN_IF_ERROR(CheckUtf8("mount source", {m.source}));
+  }
+
   std::error_code ec;
   fs::path rootfs = fs::absolute(options.rootfs, ec);
   KILN_ASSIGN_OR_RETURN(util::RootDir root, util::RootDir::Open(rootfs));
@@ -636,10 +678,9 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
   std::string config_text;
   try {
     config_text = config.dump(2);
-  } catch (const nlohmann::json::exception& e) {
-    // Invalid UTF-8 in args or env.
-    return Status::InvalidArgument("executor: cannot encode the runtime spec: " +
-                                   std::string(e.what()));
+  } catch (const nlohmann::json::exception&) {
+    // CheckUtf8 above covers every string the spec holds from the caller.
+    return Status::Internal("executor: cannot encode the runtime spec as JSON");
   }
   KILN_RETURN_IF_ERROR(WriteFile(bundle / "config.json", config_text, 0600));
 

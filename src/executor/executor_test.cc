@@ -166,6 +166,31 @@ TEST_F(ExecutorTest, BadInputIsRejectedBeforeRunning) {
   EXPECT_EQ(Tree(rootfs_), before_);
 }
 
+// Issue 15, failure 10: bytes that are not UTF-8 in the command gave
+// nlohmann::json's type_error text ("[json.exception.type_error.316] ...");
+// each field is named now, and nothing is created in the root.
+TEST_F(ExecutorTest, TextThatIsNotUtf8IsNamedBeforeRunning) {
+  Output o = Sh("echo caf\xe9");
+  EXPECT_EQ(o.status.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(o.status.message(),
+            "executor: argument 3 is not valid UTF-8 (byte 0xe9 at offset 8): an OCI runtime "
+            "takes it as JSON text, which must be UTF-8");
+  o = Sh("true", {.env = {"OK=1",
+                          "TOKEN=s3cr\xff"
+                          "et"}});
+  EXPECT_EQ(o.status.message(),
+            "executor: environment variable TOKEN is not valid UTF-8 (byte 0xff at offset 10): an "
+            "OCI runtime takes it as JSON text, which must be UTF-8");
+  EXPECT_EQ(o.status.message().find("s3cr"), std::string::npos);
+  o = Sh("true", {.cwd = "/caf\xe9"});
+  EXPECT_EQ(o.status.message().rfind("executor: working directory is not valid UTF-8", 0), 0u);
+  RunOptions opts;
+  opts.mounts.push_back({.type = Mount::Type::kTmpfs, .dest = "/t\xc3"});
+  o = Sh("true", {}, opts);
+  EXPECT_EQ(o.status.message().rfind("executor: mount target is not valid UTF-8", 0), 0u);
+  EXPECT_EQ(Tree(rootfs_), before_);
+}
+
 TEST_F(ExecutorTest, CapturesStdoutAndStderrSeparately) {
   Output o = Sh("echo out; echo err >&2; echo out2");
   ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;

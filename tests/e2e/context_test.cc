@@ -539,6 +539,22 @@ TEST_F(ContextTest, TwoCopyFromImagesOfDifferentImagesInOneStage) {
   EXPECT_EQ(Image().files["same"].data, "same\n");
 }
 
+// ---- issue 15: bytes that are not UTF-8 ---------------------------------------------
+
+// Issue 15, failure 10: a RUN command that is not UTF-8 gave nlohmann::json's
+// type_error text from the executor; now a Dockerfile error at the line.
+TEST_F(ContextTest, RunThatIsNotUtf8IsAnErrorAtItsLine) {
+  RunResult r = BuildDockerfile(
+      "ARG REGISTRY\n"
+      "FROM ${REGISTRY}/busybox:latest\n"
+      "RUN echo caf\xe9 > /greeting\n");
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_NE(r.err.find("Dockerfile:3: the command is not valid UTF-8 (byte 0xe9 at offset 8)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("json"), std::string::npos) << r.err;
+}
+
 // ---- bad input --------------------------------------------------------------------
 
 TEST_F(ContextTest, UnknownRefNamesTheSourceAndTheLine) {

@@ -1,6 +1,7 @@
 #include "frontend/dockerfile/convert.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <functional>
@@ -68,6 +69,17 @@ std::string PlainList(const std::vector<std::string>& words) {
     out += words[i];
   }
   return out + "]";
+}
+
+// The offset of the first byte that does not start a valid UTF-8 sequence
+// (Go's rules), or npos when `s` is valid UTF-8.
+size_t InvalidUtf8At(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = util::Utf8SequenceLength(s, i);
+    if (n == 0) return i;
+    i += n;
+  }
+  return std::string_view::npos;
 }
 
 bool IsUrl(std::string_view s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
@@ -650,6 +662,38 @@ Status Converter::DispatchRun(StageState& s, RunCommand& c, const std::string& p
       }
     }
     op.mounts.push_back(std::move(em));
+  }
+
+  // A container's command, environment and paths travel in the OCI runtime
+  // spec, which is JSON: UTF-8 text. crun refuses other bytes; BuildKit's
+  // runc path (Go's json.Marshal) turns each into U+FFFD, so what runs is
+  // not what was written. Neither runs these bytes: an error at the line.
+  // (The exec form's JSON and the words the shell lexer expands have had
+  // invalid bytes replaced by U+FFFD already, as in BuildKit; what is left
+  // is a shell-form command and build-arg values.)
+  auto check_text = [&](std::string_view what, std::string_view text) -> Status {
+    const size_t bad = InvalidUtf8At(text);
+    if (bad == std::string_view::npos) return Status::Ok();
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", static_cast<unsigned char>(text[bad]));
+    return FailAt(c, Status::InvalidArgument(
+                         std::string(what) + " is not valid UTF-8 (byte " + hex + " at offset " +
+                         std::to_string(bad) +
+                         "): a container's command, environment and paths must be UTF-8 text; "
+                         "save the Dockerfile (and any --build-arg value) as UTF-8"));
+  };
+  for (const std::string& a : op.args) KILN_RETURN_IF_ERROR(check_text("the command", a));
+  for (const std::string& e : op.env) {
+    const std::string name = e.substr(0, e.find('='));
+    if (InvalidUtf8At(name) != std::string_view::npos) {
+      KILN_RETURN_IF_ERROR(check_text("the name of an environment variable", name));
+    }
+    KILN_RETURN_IF_ERROR(check_text("the environment variable " + name, e));
+  }
+  KILN_RETURN_IF_ERROR(check_text("the working directory", op.cwd));
+  KILN_RETURN_IF_ERROR(check_text("the user", op.user));
+  for (const graph::ExecMount& m : op.mounts) {
+    KILN_RETURN_IF_ERROR(check_text("the mount target " + util::GoString(m.dest), m.dest));
   }
 
   std::string shown = c.original;

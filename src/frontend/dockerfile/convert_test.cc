@@ -554,6 +554,40 @@ TEST_F(ConvertTest, AnyNumberOfNamedContextsConverts) {
   }
 }
 
+// Issue 15, failure 10: a RUN whose command or environment is not UTF-8
+// reached the executor, where nlohmann::json's type_error text came out. It
+// is a Dockerfile error at the line now (an OCI runtime spec cannot carry
+// the bytes; see DispatchRun).
+TEST_F(ConvertTest, RunThatIsNotUtf8IsAnErrorAtItsLine) {
+  EXPECT_EQ(Error("FROM busybox\nRUN echo caf\xe9\n"),
+            "Dockerfile:2: the command is not valid UTF-8 (byte 0xe9 at offset 8): a container's "
+            "command, environment and paths must be UTF-8 text; save the Dockerfile (and any "
+            "--build-arg value) as UTF-8\n"
+            " 2 | RUN echo caf\xe9\n"
+            "   | ^");
+  // A build-arg value reaches RUN's environment as given.
+  options_.build_args = {{"NAME", "M\xfcller"}};
+  EXPECT_EQ(Error("FROM busybox\nARG NAME\nRUN echo hello\n")
+                .rfind("Dockerfile:3: the environment variable NAME is not valid UTF-8 (byte 0xfc "
+                       "at offset 6)",
+                       0),
+            0u);
+  options_.build_args.clear();
+  // What BuildKit's parsers read as Go strings (the JSON of the exec form,
+  // words expanded by the shell lexer: ENV, WORKDIR) has each invalid byte
+  // replaced by U+FFFD already, as in BuildKit, and runs.
+  const std::string fffd = "\xef\xbf\xbd";
+  ConvertResult r = Convert(
+      "FROM busybox\nENV GREETING=gr\xfc\nWORKDIR /caf\xe9\nRUN [\"/bin/echo\", \"\xff\"]\n");
+  const std::vector<graph::ExecOp> execs = Execs(r);
+  ASSERT_EQ(execs.size(), 1u);
+  EXPECT_EQ(execs[0].args, (std::vector<std::string>{"/bin/echo", fffd}));
+  EXPECT_EQ(Env(execs[0], "GREETING"), "gr" + fffd);
+  EXPECT_EQ(execs[0].cwd, "/caf" + fffd);
+  // Valid UTF-8 of every length is fine.
+  Convert("FROM busybox\nRUN echo caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xb3\n");
+}
+
 TEST_F(ConvertTest, GitContext) {
   EXPECT_TRUE(IsGitContext("https://github.com/org/repo.git#main"));
   EXPECT_TRUE(IsGitContext("git@github.com:org/repo.git"));
