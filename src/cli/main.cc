@@ -1,6 +1,7 @@
 // kiln: builds OCI images from Dockerfiles and records their build sources.
 // This file only wires commands to the modules that do the work.
 #include <CLI/CLI.hpp>
+#include <clocale>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -46,6 +47,12 @@ int PrintOrFail(const kiln::Result<std::string>& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Character classes only (no messages, numbers or collation): libarchive
+  // converts names through the locale's charset, and in "C" (ASCII) it
+  // cannot write a UTF-8 file name as the pax `path` record Go's
+  // archive/tar (BuildKit) writes; it would mark it hdrcharset=BINARY.
+  // Names that are not UTF-8 are kept as bytes either way (layer_diff.cc).
+  std::setlocale(LC_CTYPE, "C.UTF-8");
   CLI::App app{
       "kiln: builds OCI images from Dockerfiles, with a pinned record of their build "
       "sources"};

@@ -184,6 +184,13 @@ Status ArchiveError(struct archive* a, const WriteCtx& ctx, std::string_view wha
                          (msg ? msg : "unknown libarchive error"));
 }
 
+// Whether archive_write_header wrote the entry. ARCHIVE_WARN is a name
+// (path, link target, user or group) that the locale's charset cannot
+// translate to UTF-8: a Linux file name is bytes, and the pax writer has
+// stored them as they are, marked hdrcharset=BINARY (BuildKit's Go writer
+// too keeps such names as bytes). Anything worse is an error.
+bool HeaderWritten(int r) { return r == ARCHIVE_OK || r == ARCHIVE_WARN; }
+
 Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const DiffOptions& options) {
   std::sort(items.begin(), items.end(),
             [](const Item& a, const Item& b) { return a.name < b.name; });
@@ -210,7 +217,7 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const Dif
       archive_entry_set_perm(e.get(), 0);
       archive_entry_set_size(e.get(), 0);
       archive_entry_set_mtime(e.get(), 0, 0);
-      if (archive_write_header(a.get(), e.get()) != ARCHIVE_OK) {
+      if (!HeaderWritten(archive_write_header(a.get(), e.get()))) {
         return ArchiveError(a.get(), ctx, it.name);
       }
       continue;
@@ -249,7 +256,7 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const Dif
     } else if (S_ISSOCK(st.st_mode)) {
       continue;  // sockets cannot be stored in a tar; they belong to a process
     }
-    if (archive_write_header(a.get(), e.get()) != ARCHIVE_OK) {
+    if (!HeaderWritten(archive_write_header(a.get(), e.get()))) {
       return ArchiveError(a.get(), ctx, it.name);
     }
     if (!data) continue;

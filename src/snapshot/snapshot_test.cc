@@ -421,6 +421,37 @@ TEST_P(SnapshotTest, DiffClampsMtimes) {
   EXPECT_GT(ReadTar(Diff(*s, id))[0].mtime, 5000);
 }
 
+// Issue 15, failure 10: a file name that is not ASCII (UTF-8 or not UTF-8
+// at all) failed the layer ("Can't translate pathname ... to UTF-8", from
+// libarchive in the C locale). Linux names are bytes: they are written and
+// applied as they are, link targets too.
+TEST_P(SnapshotTest, NamesThatAreNotAsciiAreKeptAsBytes) {
+  auto s = Open("s");
+  auto a = s->Prepare("");
+  const fs::path p = a->path();
+  WriteFile(p / "caf\xe9", "latin-1\n");
+  WriteFile(p / "caf\xc3\xa9", "utf-8\n");
+  fs::create_directories(p / "d\xfcr");
+  WriteFile(p / "d\xfcr" / "x", "x");
+  fs::create_symlink("t\xfe", p / "l\xff");
+  fs::create_hard_link(p / "caf\xe9", p / "h\xe4rd");
+  std::string id = *a->Commit();
+  const std::string layer = Diff(*s, id);
+  EXPECT_EQ(Names(layer), (std::vector<std::string>{"caf\xc3\xa9", "caf\xe9", "d\xfcr/", "d\xfcr/x",
+                                                    "h\xe4rd", "l\xff"}));
+  auto s2 = Open("s2");
+  auto applied = s2->Apply("", "layer", StringSource(layer));
+  ASSERT_TRUE(applied.ok()) << applied.status().ToString();
+  auto v = s2->Mount("layer");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(ReadFile(v->path() / "caf\xe9"), "latin-1\n");
+  EXPECT_EQ(ReadFile(v->path() / "caf\xc3\xa9"), "utf-8\n");
+  EXPECT_EQ(ReadFile(v->path() / "d\xfcr" / "x"), "x");
+  EXPECT_EQ(ReadFile(v->path() / "h\xe4rd"), "latin-1\n");
+  EXPECT_EQ(fs::read_symlink(v->path() / "l\xff"), "t\xfe");
+  EXPECT_TRUE(Diff(*s2, "layer") == layer);
+}
+
 // Export: the merged filesystem, no whiteouts, lower layers included.
 TEST_P(SnapshotTest, ExportWritesWholeFilesystem) {
   auto s = Open("s");

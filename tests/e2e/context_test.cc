@@ -555,6 +555,36 @@ TEST_F(ContextTest, RunThatIsNotUtf8IsAnErrorAtItsLine) {
   EXPECT_EQ(r.err.find("json"), std::string::npos) << r.err;
 }
 
+// Issue 15, failure 10: file names in a context are bytes (as in BuildKit,
+// whose context transfer sends them unchanged): a name that is not UTF-8 is
+// copied as it is, by COPY . and by a wildcard, and reaches RUN.
+TEST_F(ContextTest, ContextFileNamesThatAreNotUtf8AreCopiedAsTheyAre) {
+  const std::string latin1 = "caf\xe9.txt";
+  WriteFile(ctx() / latin1, "latin-1 name\n");
+  WriteFile(ctx() / "sub" / ("d\xfc" + std::string("r")) / "x.txt", "in a latin-1 dir\n");
+  RunResult r = BuildDockerfile(
+      "ARG REGISTRY\n"
+      "FROM ${REGISTRY}/busybox:latest\n"
+      "COPY . /ctx/\n"
+      "COPY caf* /wild/\n"
+      "RUN cat \"/wild/$(printf 'caf\\351.txt')\" > /via-run\n");
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  OciImage img = Image();
+  EXPECT_EQ(img.files["ctx/" + latin1].data, "latin-1 name\n");
+  EXPECT_EQ(img.files["wild/" + latin1].data, "latin-1 name\n");
+  EXPECT_EQ(img.files["ctx/sub/d\xfcr/x.txt"].data, "in a latin-1 dir\n");
+  EXPECT_EQ(img.files["via-run"].data, "latin-1 name\n");
+  // A second build is cached (the context index holds the names).
+  RunResult again = BuildDockerfile(
+      "ARG REGISTRY\n"
+      "FROM ${REGISTRY}/busybox:latest\n"
+      "COPY . /ctx/\n"
+      "COPY caf* /wild/\n"
+      "RUN cat \"/wild/$(printf 'caf\\351.txt')\" > /via-run\n");
+  ASSERT_EQ(again.exit_code, 0) << Describe(again);
+  EXPECT_EQ(StepState(again.err, "RUN cat"), "CACHED") << again.err;
+}
+
 // ---- bad input --------------------------------------------------------------------
 
 TEST_F(ContextTest, UnknownRefNamesTheSourceAndTheLine) {
