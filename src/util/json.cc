@@ -421,14 +421,31 @@ Result<std::string> GoIndent(std::string_view json, std::string_view indent) {
   return out;
 }
 
+namespace {
+
+// nlohmann::json's message without its "[json.exception.parse_error.101] "
+// tag, which names the library's exception class, not the input.
+std::string JsonErrorText(const std::exception& e) {
+  std::string_view text = e.what();
+  if (text.starts_with("[json.exception.")) {
+    if (const size_t end = text.find("] "); end != std::string_view::npos) {
+      text.remove_prefix(end + 2);
+    }
+  }
+  return std::string(text);
+}
+
+}  // namespace
+
 Result<nlohmann::json> ParseJson(std::string_view text, std::string_view what) {
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
     return Status::InvalidArgument("invalid JSON in " + std::string(what) + " at byte " +
-                                   std::to_string(e.byte) + ": " + e.what());
+                                   std::to_string(e.byte) + ": " + JsonErrorText(e));
   } catch (const std::exception& e) {
-    return Status::InvalidArgument("invalid JSON in " + std::string(what) + ": " + e.what());
+    return Status::InvalidArgument("invalid JSON in " + std::string(what) + ": " +
+                                   JsonErrorText(e));
   }
 }
 

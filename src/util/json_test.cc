@@ -117,5 +117,23 @@ TEST(SplitObjectTest, RejectsNonObjects) {
             std::string::npos);
 }
 
+// Issue 15, failure 10: the library's exception tag
+// ("[json.exception.parse_error.101]") reached users' error messages.
+TEST(ParseJsonTest, ErrorsSayWhereAndWhatWithoutTheLibraryTag) {
+  Result<nlohmann::json> bad = ParseJson("{\"a\": tru}", "config.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().rfind("invalid JSON in config.json at byte ", 0), 0u)
+      << bad.status().message();
+  EXPECT_EQ(bad.status().message().find("json.exception"), std::string::npos)
+      << bad.status().message();
+  EXPECT_NE(bad.status().message().find("syntax error"), std::string::npos)
+      << bad.status().message();
+  // Invalid UTF-8 inside a string is a parse error, not a crash.
+  bad = ParseJson("{\"a\": \"caf\xe9\"}", "config.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message().find("json.exception"), std::string::npos)
+      << bad.status().message();
+}
+
 }  // namespace
 }  // namespace kiln::util
