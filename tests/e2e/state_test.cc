@@ -23,6 +23,39 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A tmpfs of the given size mounted on `dir` for the life of the object.
+class Tmpfs {
+ public:
+  Tmpfs(fs::path dir, const std::string& size) : dir_(std::move(dir)) {
+    fs::create_directories(dir_);
+    mounted_ = ::mount("kiln-test", dir_.c_str(), "tmpfs", 0, ("size=" + size).c_str()) == 0;
+  }
+  ~Tmpfs() {
+    if (mounted_) ::umount2(dir_.c_str(), MNT_DETACH);
+  }
+  bool mounted() const { return mounted_; }
+  bool Resize(const std::string& size) {
+    return ::mount("kiln-test", dir_.c_str(), "tmpfs", MS_REMOUNT, ("size=" + size).c_str()) == 0;
+  }
+
+ private:
+  fs::path dir_;
+  bool mounted_ = false;
+};
+
+// Bytes that do not compress (a layer of them is as large as they are).
+std::string Incompressible(size_t n) {
+  std::string out(n, '\0');
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  for (char& c : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x >> 56);
+  }
+  return out;
+}
+
 class StateTest : public BuildTest {
  protected:
   // `kiln --root ROOT build --progress quiet -o type=oci,dest=DEST ctx()`,
@@ -92,6 +125,70 @@ TEST_F(StateTest, ConcurrentBuildsOnAFreshRootAllSucceed) {
   }
   EXPECT_EQ(failed, 0) << failed << " of " << builds
                        << " builds failed; the first: " << first_failure;
+}
+
+// Guards issue 15 (smaller): a full disk read "cache.db: reading the schema
+// version: disk I/O error" (or "database or disk is full", or a bare
+// strerror) instead of saying the disk is full, and the build after a
+// full-disk failure must succeed once there is space, without prune. The
+// root is on a small tmpfs that the build fills at different points: opening
+// the databases, pulling and unpacking the base image, COPY into a snapshot,
+// exporting the layer into the store. Each failure must read "no space left
+// on device: <path> (<doing>); free space or run kiln prune", exit 1 (no
+// crash), and leave no partial blob or ingest file; after the tmpfs grows,
+// the same build succeeds with the digest of a build on a roomy root.
+TEST_F(StateTest, FullDiskSaysSoAndTheNextBuildSucceeds) {
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\nFROM ${REGISTRY}/busybox:latest\nCOPY big.bin /big.bin\n");
+  WriteFile(ctx() / "big.bin", Incompressible(6 << 20));
+  const RunResult reference = BuildInto(dir_.path() / "reference-root", dir_.path() / "ref.tar");
+  ASSERT_EQ(reference.exit_code, 0) << Describe(reference);
+
+  // Free space (KiB) left on the tmpfs when the build starts.
+  for (int free_kib : {0, 8, 16, 32, 64, 128, 1024, 2048, 5000, 9000, 13000}) {
+    SCOPED_TRACE("free KiB: " + std::to_string(free_kib));
+    const fs::path mnt = dir_.path() / ("mnt" + std::to_string(free_kib));
+    Tmpfs tmpfs(mnt, "16m");
+    if (!tmpfs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
+    const fs::path root = mnt / "root";
+    fs::create_directories(root);
+    {
+      const fs::space_info space = fs::space(mnt);
+      const off_t fill = static_cast<off_t>(space.available) - free_kib * 1024;
+      const int fd = ::open((mnt / "filler").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+      ASSERT_GE(fd, 0);
+      if (fill > 0) {
+        ASSERT_EQ(::posix_fallocate(fd, 0, fill), 0);
+      }
+      ::close(fd);
+    }
+    const RunResult full = BuildInto(root, dir_.path() / "full.tar");
+    EXPECT_EQ(full.exit_code, 1) << Describe(full);
+    // The path is the file's: on the tmpfs, or in the step's snapshot
+    // ("/big.bin") for COPY.
+    EXPECT_NE(full.err.find("no space left on device: "), std::string::npos) << full.err;
+    EXPECT_NE(full.err.find("); free space or run kiln prune"), std::string::npos) << full.err;
+    EXPECT_EQ(full.err.find("disk I/O error"), std::string::npos) << full.err;
+    EXPECT_EQ(full.err.find("database or disk is full"), std::string::npos) << full.err;
+
+    // Nothing half-written stays: no ingest file, every blob whole.
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(root / "content" / "ingest", ec)) {
+      ADD_FAILURE() << "left in ingest: " << e.path();
+    }
+    for (const auto& e : fs::directory_iterator(root / "content" / "blobs" / "sha256", ec)) {
+      auto d = util::Sha256OfFile(e.path());
+      ASSERT_TRUE(d.ok()) << d.status().ToString();
+      EXPECT_EQ(d->hex(), e.path().filename().string()) << "a corrupt blob";
+    }
+
+    // Space freed: the next build succeeds as is, no prune.
+    fs::remove(mnt / "filler");
+    ASSERT_TRUE(tmpfs.Resize("200m"));
+    const RunResult next = BuildInto(root, dir_.path() / "next.tar");
+    ASSERT_EQ(next.exit_code, 0) << Describe(next);
+    EXPECT_EQ(next.out, reference.out);
+  }
 }
 
 }  // namespace
