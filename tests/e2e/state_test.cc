@@ -191,5 +191,27 @@ TEST_F(StateTest, FullDiskSaysSoAndTheNextBuildSucceeds) {
   }
 }
 
+// Guards issue 15 (smaller): `kiln du --root X` and `kiln prune --root X`
+// were refused ("The following arguments were not expected: --root X"); the
+// global flags now work after every subcommand.
+TEST_F(StateTest, GlobalFlagsAfterTheSubcommand) {
+  WriteFile(ctx() / "Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");
+  WriteFile(ctx() / "a.txt", "a\n");
+  const RunResult b = BuildInto(root(), out());
+  ASSERT_EQ(b.exit_code, 0) << Describe(b);
+
+  const RunResult du = kiln::testing::Run(KilnBinary(), {"du", "--root", root().string()});
+  ASSERT_EQ(du.exit_code, 0) << Describe(du);
+  const RunResult du_before = kiln::testing::Run(KilnBinary(), {"--root", root().string(), "du"});
+  ASSERT_EQ(du_before.exit_code, 0) << Describe(du_before);
+  EXPECT_EQ(du.out, du_before.out) << "the same root either way";
+
+  const RunResult prune = kiln::testing::Run(KilnBinary(), {"prune", "--root", root().string()});
+  ASSERT_EQ(prune.exit_code, 0) << Describe(prune);
+  const RunResult after = kiln::testing::Run(KilnBinary(), {"du", "--root=" + root().string()});
+  ASSERT_EQ(after.exit_code, 0) << Describe(after);
+  EXPECT_NE(after.out, du.out) << "prune emptied the root du reads";
+}
+
 }  // namespace
 }  // namespace kiln::testing
