@@ -23,6 +23,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
+unsigned Mode(const fs::path& p) {
+  struct stat st;
+  if (::stat(p.c_str(), &st) != 0) return 0xffffffffu;
+  return st.st_mode & 07777u;
+}
+
 // A tmpfs of the given size mounted on `dir` for the life of the object.
 class Tmpfs {
  public:
@@ -189,6 +195,37 @@ TEST_F(StateTest, FullDiskSaysSoAndTheNextBuildSucceeds) {
     ASSERT_EQ(next.exit_code, 0) << Describe(next);
     EXPECT_EQ(next.out, reference.out);
   }
+}
+
+// Guards issue 15 (smaller): the state root and its databases were
+// world-readable. The root is 0700, also when it existed with a wider mode,
+// and every database kiln keeps (with its -wal and -shm) is 0600.
+TEST_F(StateTest, RootIsPrivateAndDatabasesAre0600) {
+  WriteFile(ctx() / "Dockerfile", "FROM scratch\nCOPY a.txt /a.txt\n");
+  WriteFile(ctx() / "a.txt", "a\n");
+  fs::create_directories(root());
+  ASSERT_EQ(::chmod(root().c_str(), 0755), 0);
+  const RunResult r = BuildInto(root(), out());
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Mode(root()), 0700u) << "an existing root is tightened";
+
+  std::vector<fs::path> dbs = {root() / "cache.db", root() / "http-cache.db"};
+  for (const auto& e : fs::directory_iterator(root() / "contexts")) dbs.push_back(e.path());
+  ASSERT_GE(dbs.size(), 3u) << "a context index was written";
+  for (const fs::path& db : dbs) {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      fs::path p = db;
+      p += suffix;
+      if (*suffix != '\0' && !fs::exists(p)) continue;
+      EXPECT_EQ(Mode(p) & 077u, 0u) << p << " has mode " << std::oct << Mode(p);
+    }
+  }
+
+  // A new root is made 0700 from the start, its parents as the umask says.
+  const fs::path fresh = dir_.path() / "parent" / "fresh-root";
+  const RunResult du = kiln::testing::Run(KilnBinary(), {"--root", fresh.string(), "du"});
+  ASSERT_EQ(du.exit_code, 0) << Describe(du);
+  EXPECT_EQ(Mode(fresh), 0700u);
 }
 
 // Guards issue 15 (smaller): `kiln du --root X` and `kiln prune --root X`
