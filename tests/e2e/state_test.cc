@@ -197,6 +197,28 @@ TEST_F(StateTest, FullDiskSaysSoAndTheNextBuildSucceeds) {
   }
 }
 
+// Guards issue 15 (smaller), the export side of a full disk: an output on a
+// full filesystem (-o type=oci|docker|tar,dest=FILE on a 1 MB tmpfs) says
+// so, with the file, and leaves no partial archive.
+TEST_F(StateTest, FullOutputDiskSaysSo) {
+  WriteFile(ctx() / "Dockerfile", "FROM scratch\nCOPY big.bin /big.bin\n");
+  WriteFile(ctx() / "big.bin", Incompressible(3 << 20));
+  const fs::path mnt = dir_.path() / "out";
+  Tmpfs tmpfs(mnt, "1m");
+  if (!tmpfs.mounted()) GTEST_SKIP() << "cannot mount a tmpfs (not root?)";
+  for (const char* type : {"oci", "docker", "tar"}) {
+    SCOPED_TRACE(type);
+    const RunResult r = kiln::testing::Run(
+        KilnBinary(),
+        {"--root", root().string(), "build", "--progress", "quiet", "-o",
+         std::string("type=") + type + ",dest=" + (mnt / "image.tar").string(), ctx().string()});
+    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_NE(r.err.find("no space left on device: " + mnt.string()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("); free space or run kiln prune"), std::string::npos) << r.err;
+    EXPECT_TRUE(fs::is_empty(mnt)) << "a partial archive was left in " << mnt;
+  }
+}
+
 // Guards issue 15 (smaller): the state root and its databases were
 // world-readable. The root is 0700, also when it existed with a wider mode,
 // and every database kiln keeps (with its -wal and -shm) is 0600.
