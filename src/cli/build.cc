@@ -23,6 +23,7 @@
 #include "buildinfo/merge.h"
 #include "buildinfo/redact.h"
 #include "buildinfo/walk.h"
+#include "cli/config.h"
 #include "cli/progress.h"
 #include "cli/ref_index.h"
 #include "cli/resolver.h"
@@ -68,9 +69,7 @@ Result<std::string> ReadText(const fs::path& path, std::string_view what) {
 class RootLock {
  public:
   static Result<RootLock> Acquire(const fs::path& root, bool exclusive) {
-    std::error_code ec;
-    fs::create_directories(root, ec);
-    if (ec) return Status::IOError("cannot create " + root.string() + ": " + ec.message());
+    KILN_RETURN_IF_ERROR(PrepareRoot(root));  // 0700
     const fs::path p = root / "lock";
     util::UniqueFd fd(::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!fd.valid()) return Status::IOError("cannot open " + p.string());

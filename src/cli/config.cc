@@ -1,13 +1,16 @@
 #include "cli/config.h"
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "util/json.h"
+#include "util/no_space.h"
 
 namespace kiln::cli {
 
@@ -39,6 +42,25 @@ fs::path KilnPath(const char* kiln_env, const fs::path& system_path, const char*
 
 fs::path DefaultRoot() {
   return KilnPath("KILN_ROOT", "/var/lib/kiln", "XDG_DATA_HOME", ".local/share", "");
+}
+
+Status PrepareRoot(const fs::path& root) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) {
+    if (IsNoSpace(ec.value())) return NoSpace(root.string(), "creating the state root");
+    return Status::IOError("cannot create " + root.string() + ": " + ec.message());
+  }
+  struct stat st;
+  if (::stat(root.c_str(), &st) != 0) {
+    return Status::IOError("cannot stat " + root.string() + ": " + ErrnoText(errno));
+  }
+  if ((st.st_mode & 077) == 0 || st.st_uid != ::geteuid()) return Status::Ok();
+  if (::chmod(root.c_str(), st.st_mode & 07700) != 0) {
+    return Status::IOError("cannot make the state root " + root.string() +
+                           " private (mode 0700): " + ErrnoText(errno));
+  }
+  return Status::Ok();
 }
 
 fs::path DefaultConfigPath() {

@@ -27,6 +27,12 @@ struct Config {
 // $XDG_DATA_HOME/kiln, else ~/.local/share/kiln.
 std::filesystem::path DefaultRoot();
 
+// Creates the state root (its missing parents as the umask says) and makes
+// the root itself private, 0700, also when it exists with a wider mode: it
+// holds pulled images, build caches and build outputs. Nothing else is
+// chmod()ed. A root owned by someone else is left as it is.
+Status PrepareRoot(const std::filesystem::path& root);
+
 // $KILN_CONFIG, else /etc/kiln/config.json for root, else
 // $XDG_CONFIG_HOME/kiln/config.json, else ~/.config/kiln/config.json.
 std::filesystem::path DefaultConfigPath();

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli/config.h"
 #include "cli/resolver.h"
 #include "content/store.h"
 #include "frontend/dockerfile/convert.h"
@@ -56,6 +57,7 @@ Result<std::string> DebugGraph(const GlobalOptions& global, const DebugGraphOpti
   registry::RegistryOptions ropt;
   ropt.insecure_registries = global.insecure_registries;
   KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
+  KILN_RETURN_IF_ERROR(PrepareRoot(global.root));  // 0700
   KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));
   RegistryImageResolver resolver(&client, &store);
   opt.resolver = &resolver;

@@ -17,6 +17,7 @@
 
 #include "buildinfo/buildinfo.h"
 #include "buildinfo/exporter.h"
+#include "cli/config.h"
 #include "cli/image_location.h"
 #include "cli/inspect.h"
 #include "cli/ref_index.h"
@@ -55,6 +56,7 @@ Result<content::Store> OpenStore(const GlobalOptions& global) {
   if (global.root.empty()) {
     return Status::InvalidArgument("no state root: pass --root or set KILN_ROOT");
   }
+  KILN_RETURN_IF_ERROR(PrepareRoot(global.root));  // 0700
   return content::Store::Open(global.root / "content");
 }
 

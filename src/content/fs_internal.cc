@@ -6,9 +6,12 @@
 #include <cstring>
 #include <system_error>
 
+#include "util/no_space.h"
+
 namespace kiln::content::internal {
 
 Status ErrnoStatus(std::string_view what, const std::filesystem::path& path, int err) {
+  if (IsNoSpace(err)) return NoSpaceFor(what, path.string());
   std::string msg = std::string(what) + " " + path.string() + ": " + std::strerror(err);
   if (err == ENOENT) return Status::NotFound(std::move(msg));
   return Status::IOError(std::move(msg));
@@ -47,6 +50,7 @@ Status MakeDirs(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
+    if (IsNoSpace(ec.value())) return NoSpace(dir.string(), "creating a directory");
     return Status::IOError("cannot create directory " + dir.string() + ": " + ec.message());
   }
   return Status::Ok();

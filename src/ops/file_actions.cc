@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "util/no_space.h"
 #include "util/userdb.h"
 
 // Choices where BuildKit leaves room, kept here so callers can rely on them:
@@ -39,6 +40,9 @@ using util::UniqueFd;
 
 // "<what> /<path>: <errno text>".
 Status Errno(std::string_view what, std::string_view path, int err) {
+  if (IsNoSpace(err)) {
+    return NoSpace("/" + std::string(path), "writing it in the step's snapshot");
+  }
   return Status(CodeForErrno(err),
                 std::string(what) + " /" + std::string(path) + ": " + ErrnoText(err));
 }

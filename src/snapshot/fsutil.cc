@@ -13,11 +13,13 @@
 #include <set>
 
 #include "snapshot/internal.h"
+#include "util/no_space.h"
 
 namespace kiln::snapshot::internal {
 
 Status ErrnoError(std::string_view what, const fs::path& path) {
   int e = errno;
+  if (IsNoSpace(e)) return NoSpaceFor(what, path.string());
   return Status::IOError(std::string(what) + " " + path.string() + ": " + std::strerror(e));
 }
 

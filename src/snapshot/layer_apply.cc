@@ -26,6 +26,7 @@
 #include <set>
 
 #include "snapshot/internal.h"
+#include "util/no_space.h"
 
 namespace kiln::snapshot::internal {
 namespace {
@@ -33,12 +34,6 @@ namespace {
 Status EntryError(std::string_view entry, std::string_view what) {
   return Status::InvalidArgument("layer entry \"" + std::string(entry) +
                                  "\": " + std::string(what));
-}
-
-Status EntryErrno(std::string_view entry, std::string_view what) {
-  int e = errno;
-  return Status::IOError("layer entry \"" + std::string(entry) + "\": " + std::string(what) + ": " +
-                         std::strerror(e));
 }
 
 // Splits `path` into components relative to the layer root. Returns false
@@ -84,6 +79,17 @@ int OpenInRoot(int root, const std::string& path) {
 class Extractor {
  public:
   Extractor(fs::path root, ApplyMode mode) : root_path_(std::move(root)), mode_(mode) {}
+
+  // "layer entry "<entry>": <what>: <errno text>"; a full disk names the
+  // file in the snapshot.
+  Status EntryErrno(std::string_view entry, std::string_view what) const {
+    int e = errno;
+    if (IsNoSpace(e)) {
+      return NoSpace((root_path_ / entry).string(), "unpacking a layer: " + std::string(what));
+    }
+    return Status::IOError("layer entry \"" + std::string(entry) + "\": " + std::string(what) +
+                           ": " + std::strerror(e));
+  }
 
   Status Open() {
     root_.reset(::open(root_path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

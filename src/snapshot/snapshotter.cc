@@ -99,7 +99,12 @@ Status WriteFileAtomic(const fs::path& path, const std::string& data) {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f << data;
     f.close();
-    if (!f) return Status::IOError("cannot write " + tmp.string());
+    if (!f) {
+      // errno is the failed write's or close's (ENOSPC on a full disk).
+      Status s = ErrnoError("cannot write", tmp);
+      ::unlink(tmp.c_str());
+      return s;
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     Status s = ErrnoError("cannot rename into place", path);

@@ -8,6 +8,8 @@
 #include <system_error>
 #include <utility>
 
+#include "util/sqlite.h"
+
 namespace kiln::solver {
 namespace {
 
@@ -60,8 +62,12 @@ struct CacheStore::Impl {
     if (db != nullptr) sqlite3_close_v2(db);
   }
 
-  // "<file>: <what>: <sqlite's message>" as kIOError.
+  // "<file>: <what>: <sqlite's message>" as kIOError; a full disk as
+  // util::NoSpace.
   Status Error(std::string_view what) const {
+    if (auto full = util::SqliteNoSpace(db, file, std::string(what) + " in the build cache")) {
+      return *full;
+    }
     return Status::IOError(file.string() + ": " + std::string(what) + ": " +
                            (db != nullptr ? sqlite3_errmsg(db) : "out of memory"));
   }
@@ -162,51 +168,34 @@ CacheStore::~CacheStore() = default;
 Result<std::shared_ptr<CacheStore>> CacheStore::Open(const std::filesystem::path& file) {
   auto impl = std::make_unique<Impl>();
   impl->file = file;
-  if (file.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(file.parent_path(), ec);
-    if (ec) {
-      return Status::IOError(file.parent_path().string() +
-                             ": creating the cache directory: " + ec.message());
-    }
-  }
-  int rc =
-      sqlite3_open_v2(file.c_str(), &impl->db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) return impl->Error("opening the cache database");
-  sqlite3_busy_timeout(impl->db, kBusyTimeoutMs);
-
-  // Refuse a newer schema before changing anything in the file.
-  auto version = impl->UserVersion();
-  if (!version.ok()) {
-    if (sqlite3_errcode(impl->db) == SQLITE_NOTADB) {
-      return Status::FailedPrecondition(
-          file.string() +
-          ": not a kiln cache database (file is not a database); move it away or delete it");
-    }
-    return version.status();
-  }
-  KILN_RETURN_IF_ERROR(impl->CheckVersion(*version));
-
-  // WAL lets readers run while one process writes; synchronous=NORMAL keeps
-  // the database consistent on power loss (it may lose the last commits,
-  // which for a cache only means running those steps again).
-  {
-    Stmt stmt;
-    KILN_RETURN_IF_ERROR(impl->Prepare(stmt, "PRAGMA journal_mode=WAL"));
-    if (sqlite3_step(stmt.get()) != SQLITE_ROW) return impl->Error("enabling WAL mode");
-  }
-  KILN_RETURN_IF_ERROR(impl->Exec("PRAGMA synchronous=NORMAL", "setting synchronous mode"));
-
   Impl* db = impl.get();
-  KILN_RETURN_IF_ERROR(db->Transaction([db]() -> Status {
+  // util::OpenSqlite makes setup safe for processes starting together on a
+  // fresh root (failure 8 of issue 15): WAL, synchronous=NORMAL (the
+  // database stays consistent on power loss; it may lose the last commits,
+  // which for a cache only means running those steps again), and the schema
+  // in one BEGIN IMMEDIATE under a lock.
+  util::SqliteOptions options;
+  options.kind = "kiln cache database";
+  options.busy_timeout_ms = kBusyTimeoutMs;
+  // Refuse a newer schema before changing anything in the file.
+  options.check = [db](sqlite3* handle) -> Status {
+    db->db = handle;
+    KILN_ASSIGN_OR_RETURN(int version, db->UserVersion());
+    return db->CheckVersion(version);
+  };
+  options.setup = [db](sqlite3* handle) -> Status {
+    db->db = handle;
     KILN_ASSIGN_OR_RETURN(int current, db->UserVersion());
     KILN_RETURN_IF_ERROR(db->CheckVersion(current));
     if (current == kSchemaVersion) return Status::Ok();  // another process created it
     KILN_RETURN_IF_ERROR(db->Exec(kCreateSchema, "creating the cache schema"));
     std::string set_version = "PRAGMA user_version=" + std::to_string(kSchemaVersion);
     return db->Exec(set_version.c_str(), "setting the schema version");
-  }));
+  };
+  Result<util::SqliteHandle> handle = util::OpenSqlite(file, options);
+  db->db = nullptr;  // the callbacks borrowed it; `handle` owns it
+  if (!handle.ok()) return handle.status();
+  impl->db = handle->release();
   return std::shared_ptr<CacheStore>(new CacheStore(std::move(impl)));
 }
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "util/sqlite.h"
 #include "util/strings.h"
 
 namespace kiln::source {
@@ -211,7 +212,7 @@ std::string RedactUrl(std::string_view url) {
 struct HttpSource::Impl {
   explicit Impl(content::Store s) : store(std::move(s)) {}
   ~Impl() {
-    if (db != nullptr) sqlite3_close(db);
+    if (db != nullptr) sqlite3_close_v2(db);
   }
 
   content::Store store;
@@ -220,6 +221,9 @@ struct HttpSource::Impl {
   std::mutex mu;  // serializes use of db
 
   Status DbError(std::string_view what) {
+    if (auto full = util::SqliteNoSpace(db, cache_db, "using the HTTP cache")) {
+      return *full;
+    }
     return Status::IOError("HTTP cache " + cache_db.string() + ": " + std::string(what) + ": " +
                            (db ? sqlite3_errmsg(db) : "cannot open") +
                            " (the file is a cache: delete it to start afresh)");
@@ -433,34 +437,31 @@ Result<std::shared_ptr<HttpSource>> HttpSource::Open(const content::Store& store
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   auto impl = std::make_unique<Impl>(store);
   impl->cache_db = cache_db;
-  if (cache_db.has_parent_path()) {
-    std::error_code ec;
-    std::filesystem::create_directories(cache_db.parent_path(), ec);
-    if (ec) {
-      return Status::IOError("create directory for the HTTP cache " + cache_db.string() + ": " +
-                             ec.message());
+  // util::OpenSqlite: WAL and the schema set up safely while other kiln
+  // processes open the same file (issue 15, failure 8), mode 0600.
+  util::SqliteOptions options;
+  options.kind = "HTTP cache";
+  options.hint = " (the file is a cache: delete it to start afresh)";
+  options.full_mutex = true;
+  options.synchronous_normal = false;
+  options.setup = [](sqlite3* db) -> Status {
+    const char* schema =
+        "CREATE TABLE IF NOT EXISTS http_cache ("
+        " key TEXT PRIMARY KEY,"         // sha256 of the URL as given
+        " url TEXT NOT NULL,"            // the URL, redacted
+        " etag TEXT NOT NULL,"           // "" when the server sent none
+        " last_modified TEXT NOT NULL,"  // the Last-Modified header as sent
+        " digest TEXT NOT NULL,"         // the body in the content store
+        " size INTEGER NOT NULL,"
+        " filename TEXT NOT NULL,"
+        " last_modified_unix INTEGER NOT NULL)";
+    if (sqlite3_exec(db, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return Status::IOError(std::string("creating the schema: ") + sqlite3_errmsg(db));
     }
-  }
-  if (sqlite3_open_v2(cache_db.c_str(), &impl->db,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
-    return impl->DbError("open");
-  }
-  sqlite3_busy_timeout(impl->db, 10'000);
-  const char* schema =
-      "PRAGMA journal_mode=WAL;"
-      "CREATE TABLE IF NOT EXISTS http_cache ("
-      " key TEXT PRIMARY KEY,"         // sha256 of the URL as given
-      " url TEXT NOT NULL,"            // the URL, redacted
-      " etag TEXT NOT NULL,"           // "" when the server sent none
-      " last_modified TEXT NOT NULL,"  // the Last-Modified header as sent
-      " digest TEXT NOT NULL,"         // the body in the content store
-      " size INTEGER NOT NULL,"
-      " filename TEXT NOT NULL,"
-      " last_modified_unix INTEGER NOT NULL)";
-  if (sqlite3_exec(impl->db, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
-    return impl->DbError("create schema");
-  }
+    return Status::Ok();
+  };
+  KILN_ASSIGN_OR_RETURN(util::SqliteHandle db, util::OpenSqlite(cache_db, options));
+  impl->db = db.release();
   return std::shared_ptr<HttpSource>(new HttpSource(std::move(impl)));
 }
 

@@ -17,6 +17,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "util/sqlite.h"
+
 namespace kiln::source {
 namespace {
 
@@ -106,7 +108,7 @@ struct LocalContext::Impl {
   Impl(LocalOptions o, std::filesystem::path d, util::RootDir r)
       : options(std::move(o)), dir(std::move(d)), root(std::move(r)) {}
   ~Impl() {
-    if (db != nullptr) sqlite3_close(db);
+    if (db != nullptr) sqlite3_close_v2(db);
   }
 
   LocalOptions options;
@@ -141,6 +143,9 @@ struct LocalContext::Impl {
   }
 
   Status IndexError(std::string_view what) const {
+    if (auto full = util::SqliteNoSpace(db, index_path, "updating the context index")) {
+      return *full;
+    }
     return Status::IOError("context index " + index_path.string() + ": " + std::string(what) +
                            ": " + (db ? sqlite3_errmsg(db) : "cannot open") +
                            " (the index is a cache: delete the file to rebuild it)");
@@ -148,28 +153,25 @@ struct LocalContext::Impl {
 
   Status OpenIndex() {
     if (options.index_dir.empty()) return Status::Ok();
-    std::error_code ec;
-    std::filesystem::create_directories(options.index_dir, ec);
-    if (ec) {
-      return Status::IOError("create context index directory " + options.index_dir.string() + ": " +
-                             ec.message());
-    }
     index_path = options.index_dir / (std::string(util::Sha256Of(dir.string()).hex()) + ".db");
-    if (sqlite3_open_v2(index_path.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                        nullptr) != SQLITE_OK) {
-      return IndexError("open");
-    }
-    sqlite3_busy_timeout(db, 10'000);
-    const char* schema =
-        "PRAGMA journal_mode=WAL;"
-        "PRAGMA synchronous=NORMAL;"
-        "CREATE TABLE IF NOT EXISTS files ("
-        " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
-        " ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, sha256 TEXT NOT NULL) WITHOUT ROWID;";
-    if (sqlite3_exec(db, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
-      return IndexError("create schema");
-    }
+    // util::OpenSqlite: WAL and the schema set up safely while other kiln
+    // processes open the same index (issue 15, failure 8), mode 0600.
+    util::SqliteOptions o;
+    o.kind = "context index";
+    o.hint = " (the index is a cache: delete the file to rebuild it)";
+    o.full_mutex = true;
+    o.setup = [](sqlite3* handle) -> Status {
+      const char* schema =
+          "CREATE TABLE IF NOT EXISTS files ("
+          " path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+          " ctime_ns INTEGER NOT NULL, ino INTEGER NOT NULL, sha256 TEXT NOT NULL) WITHOUT ROWID;";
+      if (sqlite3_exec(handle, schema, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return Status::IOError(std::string("creating the schema: ") + sqlite3_errmsg(handle));
+      }
+      return Status::Ok();
+    };
+    KILN_ASSIGN_OR_RETURN(util::SqliteHandle handle, util::OpenSqlite(index_path, o));
+    db = handle.release();
     return Status::Ok();
   }
 

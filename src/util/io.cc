@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "util/no_space.h"
+
 namespace kiln::util {
 
 void UniqueFd::reset(int fd) {
@@ -31,6 +33,13 @@ ByteSink FdSink(int fd) {
       ssize_t n = ::write(fd, chunk.data(), chunk.size());
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (IsNoSpace(errno)) {
+          // Name the file the descriptor writes to (an output, a pipe).
+          char target[4096];
+          const std::string link = "/proc/self/fd/" + std::to_string(fd);
+          const ssize_t len = ::readlink(link.c_str(), target, sizeof target - 1);
+          return NoSpace(len > 0 ? std::string(target, static_cast<size_t>(len)) : link, "writing");
+        }
         return Status::IOError(std::string("write: ") + std::strerror(errno));
       }
       chunk.remove_prefix(static_cast<size_t>(n));
