@@ -347,6 +347,9 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   phase.emplace(&open_metric);
   registry::RegistryOptions ropt;
   ropt.insecure_registries = global.insecure_registries;
+  ApplyNetworkOptions(global.network, &ropt);
+  // Every registry wait of the build (resolve, pull, push) ends on Ctrl-C.
+  ropt.cancel = &cancel;
   static util::Metric m1("  registry client"), m2("  snapshotter"), m3("  cache store"),
       m4("  http source");
   std::optional<util::ScopedMetric> step(&m1);
@@ -358,12 +361,13 @@ static Result<std::string> Build(const GlobalOptions& global, const BuildOptions
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<solver::CacheStore> cache,
                         solver::CacheStore::Open(global.root / "cache.db"));
   step.emplace(&m4);
-  KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::HttpSource> http,
-                        source::HttpSource::Open(store, global.root / "http-cache.db"));
+  KILN_ASSIGN_OR_RETURN(
+      std::shared_ptr<source::HttpSource> http,
+      source::HttpSource::Open(store, global.root / "http-cache.db", global.network));
   step.reset();
   source::ImageSource images(&client, store, snapshots);
   KILN_ASSIGN_OR_RETURN(std::shared_ptr<source::GitSource> git,
-                        source::GitSource::Open(global.root, snapshots));
+                        source::GitSource::Open(global.root, snapshots, global.network));
 
   ops::Environment env;
   env.store = &store;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -36,6 +37,43 @@ fs::path KilnPath(const char* kiln_env, const fs::path& system_path, const char*
   }
   if (home == nullptr || *home == '\0') return {};
   return under(fs::path(home) / home_base / "kiln");
+}
+
+// The "network" object: durations in seconds, min-rate in bytes per second.
+Status ParseNetwork(const nlohmann::json& value, const std::string& where,
+                    util::NetworkOptions* net) {
+  const std::string known = "timeout, connect-timeout, stall-timeout, min-rate";
+  if (!value.is_object()) {
+    return Status::InvalidArgument(where + ": \"network\" must be an object (members: " + known +
+                                   ")");
+  }
+  for (const auto& [key, v] : value.items()) {
+    const std::string name = "network." + key;
+    if (key == "min-rate") {
+      if (!v.is_number_unsigned()) {
+        return Status::InvalidArgument(where + ": " + name +
+                                       " must be a whole number of bytes per second (0: the "
+                                       "deadline never grows with progress)");
+      }
+      net->min_rate = v.get<uint64_t>();
+      continue;
+    }
+    std::chrono::milliseconds* target = key == "timeout"           ? &net->timeout
+                                        : key == "connect-timeout" ? &net->connect_timeout
+                                        : key == "stall-timeout"   ? &net->stall_timeout
+                                                                   : nullptr;
+    if (target == nullptr) {
+      return Status::InvalidArgument(where + ": unknown setting \"" + name + "\" (known: " + known +
+                                     ")");
+    }
+    // Seconds; at least a millisecond, at most a day.
+    if (!v.is_number() || v.get<double>() < 0.001 || v.get<double>() > 86400) {
+      return Status::InvalidArgument(where + ": " + name +
+                                     " must be a number of seconds between 0.001 and 86400");
+    }
+    *target = std::chrono::milliseconds(static_cast<int64_t>(v.get<double>() * 1000 + 0.5));
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -72,7 +110,11 @@ Result<Config> LoadConfig(const fs::path& path, bool required) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     std::error_code ec;
-    if (!required && !fs::exists(path, ec)) return Config{};
+    if (!required && !fs::exists(path, ec)) {
+      Config none;
+      none.network.config_file = path.string();
+      return none;
+    }
     return Status::NotFound("cannot read kiln config " + path.string() +
                             (fs::exists(path, ec) ? ": permission denied" : ": no such file"));
   }
@@ -82,10 +124,15 @@ Result<Config> LoadConfig(const fs::path& path, bool required) {
   KILN_ASSIGN_OR_RETURN(nlohmann::json doc, util::ParseJson(text.str(), where));
   if (!doc.is_object()) return Status::InvalidArgument(where + ": expected a JSON object");
   Config config;
+  config.network.config_file = path.string();
   for (const auto& [key, value] : doc.items()) {
+    if (key == "network") {
+      KILN_RETURN_IF_ERROR(ParseNetwork(value, where, &config.network));
+      continue;
+    }
     if (key != "insecure-registries") {
       return Status::InvalidArgument(where + ": unknown setting \"" + key +
-                                     "\" (known: insecure-registries)");
+                                     "\" (known: insecure-registries, network)");
     }
     if (!value.is_array()) {
       return Status::InvalidArgument(where +

@@ -1,12 +1,15 @@
 // kiln's configuration file: settings that belong to the machine or the user
-// rather than to one build. Today it holds one setting, Docker's
-// `insecure-registries` (registries spoken to over plain HTTP although they
-// are not on the loopback interface):
+// rather than to one build. It holds Docker's `insecure-registries`
+// (registries spoken to over plain HTTP although they are not on the
+// loopback interface) and the limits on network waits (docs/network.md):
 //
-//   {"insecure-registries": ["registry.lan:5000", "10.0.0.5:5000"]}
+//   {"insecure-registries": ["registry.lan:5000", "10.0.0.5:5000"],
+//    "network": {"timeout": 300, "connect-timeout": 30, "stall-timeout": 30,
+//                "min-rate": 65536}}
 //
-// The file is JSON. Unknown members are an error naming them, so a misspelled
-// setting never silently does nothing.
+// Durations are seconds (a number, fractions allowed), min-rate bytes per
+// second. The file is JSON. Unknown members are an error naming them, so a
+// misspelled setting never silently does nothing.
 //
 // Called by main.cc. Thread-safety: plain functions.
 #pragma once
@@ -15,12 +18,16 @@
 #include <string>
 #include <vector>
 
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::cli {
 
 struct Config {
   std::vector<std::string> insecure_registries;  // "host[:port]", as in references
+  // The "network" settings over util::NetworkOptions' defaults;
+  // config_file names this file.
+  util::NetworkOptions network;
 };
 
 // The default state root: $KILN_ROOT, else /var/lib/kiln for root, else

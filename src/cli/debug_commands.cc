@@ -56,6 +56,7 @@ Result<std::string> DebugGraph(const GlobalOptions& global, const DebugGraphOpti
 
   registry::RegistryOptions ropt;
   ropt.insecure_registries = global.insecure_registries;
+  ApplyNetworkOptions(global.network, &ropt);
   KILN_ASSIGN_OR_RETURN(registry::Client client, registry::Client::Create(ropt));
   KILN_RETURN_IF_ERROR(PrepareRoot(global.root));  // 0700
   KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(global.root / "content"));

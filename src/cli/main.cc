@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
       named || std::getenv("KILN_CONFIG") != nullptr);
   if (!config.ok()) return Fail(config.status());
   global.insecure_registries = config->insecure_registries;
+  global.network = config->network;
   if (cl->debug_graph->parsed()) {
     auto out = kiln::cli::DebugGraph(global, cl->graph_opts);
     if (!out.ok()) {  // Dockerfile errors span lines: the line and a caret

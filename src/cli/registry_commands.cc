@@ -49,6 +49,7 @@ constexpr int64_t kMaxConfigSize = 8 << 20;
 Result<registry::Client> NewClient(const GlobalOptions& global) {
   registry::RegistryOptions options;
   options.insecure_registries = global.insecure_registries;
+  ApplyNetworkOptions(global.network, &options);
   return registry::Client::Create(std::move(options));
 }
 
@@ -556,6 +557,14 @@ Result<std::string> RunCopy(const GlobalOptions& global, const CopyOptions& opti
   return "copied " + src.String() + " -> " + dst.String() + " " + top.descriptor.digest.str() +
          ": " + std::to_string(blobs.all.size()) + " blobs, " + HumanSize(blobs.bytes) + pushed +
          "\n";
+}
+
+void ApplyNetworkOptions(const util::NetworkOptions& net, registry::RegistryOptions* options) {
+  options->connect_timeout = net.connect_timeout;
+  options->low_speed_time = net.stall_timeout;
+  options->timeout = net.timeout;
+  options->min_rate = net.min_rate;
+  options->timeout_hint = util::RaiseHint(net, "timeout");
 }
 
 }  // namespace kiln::cli

@@ -35,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "registry/client.h"
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::cli {
@@ -42,6 +44,7 @@ namespace kiln::cli {
 struct GlobalOptions {
   std::filesystem::path root;                    // state root; the content store is ROOT/content
   std::vector<std::string> insecure_registries;  // from the kiln config (cli/config.h)
+  util::NetworkOptions network;                  // from the kiln config (cli/config.h)
 };
 
 struct PullOptions {
@@ -69,5 +72,8 @@ Result<std::string> RunCopy(const GlobalOptions& global, const CopyOptions& opti
 
 // "0 B", "512 B", "2.1 MB", "1.0 GB": decimal units, one decimal above bytes.
 std::string HumanSize(uint64_t bytes);
+
+// Copies the kiln config's network limits into registry options.
+void ApplyNetworkOptions(const util::NetworkOptions& net, registry::RegistryOptions* options);
 
 }  // namespace kiln::cli

@@ -189,20 +189,53 @@ struct Client::Impl {
     return Backoff(attempt);
   }
 
+  // Waits `delay` before another attempt after `r`. False when there must
+  // be none: the build was cancelled meanwhile, or the deadline passes first
+  // (then after waiting until it does); `r` then says which.
+  bool WaitToRetry(std::chrono::milliseconds delay, util::Deadline* dl, Response* r) {
+    bool expires = false;
+    if (dl != nullptr && dl->limited() && delay >= dl->Remaining()) {
+      delay = dl->Remaining();
+      expires = true;
+    }
+    if (util::SleepUnlessCancelled(options.cancel, delay)) {
+      r->error = options.cancel->Check();
+      r->retryable = false;
+      r->deadline_exceeded = false;
+      return false;
+    }
+    if (expires) {
+      r->error = Status::IOError("deadline passed");
+      r->retryable = false;
+      r->deadline_exceeded = true;
+      return false;
+    }
+    return true;
+  }
+
+  // The Status of an operation whose deadline passed: names the registry
+  // and what it was doing, and how to allow more time.
+  Status TimedOut(const Repo& repo, const std::string& doing) const {
+    util::Deadline d(options.timeout, options.min_rate);
+    return Status::IOError(
+        util::DeadlineMessage("registry " + repo.domain + ": " + doing, d, options.timeout_hint));
+  }
+
   // Pings /v2/ once per registry to learn its challenge. Locks st.mu.
-  Status EnsurePinged(const Repo& repo, RegistryState& st) {
+  Status EnsurePinged(const Repo& repo, RegistryState& st, util::Deadline* dl) {
     std::lock_guard<std::mutex> lock(st.mu);
     if (st.pinged) return Status::Ok();
     Response r;
     for (int attempt = 1;; ++attempt) {
       Request req;
       req.url = repo.base;
+      req.deadline = dl;
       r = transport->Do(req);
       if (!IsTransient(r) || attempt >= options.max_attempts) break;
       auto delay = RetryDelay(r, attempt);
-      if (!delay) break;
-      std::this_thread::sleep_for(*delay);
+      if (!delay || !WaitToRetry(*delay, dl, &r)) break;
     }
+    if (r.deadline_exceeded) return TimedOut(repo, "checking the API (GET /v2/)");
     if (!r.error.ok()) return r.error.Annotate("registry " + repo.domain);
     if (r.status == 401) {
       std::string header = r.Header("WWW-Authenticate").value_or("");
@@ -248,7 +281,7 @@ struct Client::Impl {
 
   // Fetches a bearer token from the challenge's realm. st.mu held.
   Result<Token> FetchToken(const Repo& repo, const RegistryState& st,
-                           const std::vector<std::string>& scopes) {
+                           const std::vector<std::string>& scopes, util::Deadline* dl) {
     const Challenge& c = *st.challenge;
     std::string realm = c.Param("realm");
     if (!realm.starts_with("https://") && !realm.starts_with("http://")) {
@@ -277,18 +310,21 @@ struct Client::Impl {
                               util::Base64Encode(st.creds.username + ":" + st.creds.password));
       }
     }
+    req.deadline = dl;
     Response r;
     for (int attempt = 1;; ++attempt) {
       r = transport->Do(req);
       if (!IsTransient(r) || attempt >= options.max_attempts) break;
       auto delay = RetryDelay(r, attempt);
-      if (!delay) break;
-      std::this_thread::sleep_for(*delay);
+      if (!delay || !WaitToRetry(*delay, dl, &r)) break;
     }
     // Error messages show the token server's origin only: its URL carries
     // no secret, but the form body does.
     const std::string what = "registry " + repo.domain + ": token server " + origin + " for " +
                              repo.path + " (" + Join(scopes, " ") + ")";
+    if (r.deadline_exceeded) {
+      return TimedOut(repo, "fetching a token from " + origin + " for " + repo.path);
+    }
     if (!r.error.ok()) return r.error.Annotate(what);
     if ((r.status == 401 || r.status == 403) && st.creds.empty()) {
       return NoCredentialsError(repo, scopes);
@@ -306,7 +342,8 @@ struct Client::Impl {
   // The Authorization header value for `scopes`, "" for anonymous access.
   // `refresh` skips the token cache.
   Result<std::string> Authorization(const Repo& repo, RegistryState& st,
-                                    const std::vector<std::string>& scopes, bool refresh) {
+                                    const std::vector<std::string>& scopes, bool refresh,
+                                    util::Deadline* dl) {
     std::lock_guard<std::mutex> lock(st.mu);
     if (!st.challenge) return std::string();
     KILN_RETURN_IF_ERROR(EnsureCredentials(repo, st));
@@ -321,7 +358,7 @@ struct Client::Impl {
     if (!refresh) {
       if (auto t = tokens.Get(key)) return "Bearer " + *t;
     }
-    KILN_ASSIGN_OR_RETURN(Token token, FetchToken(repo, st, scopes));
+    KILN_ASSIGN_OR_RETURN(Token token, FetchToken(repo, st, scopes, dl));
     std::string value = "Bearer " + token.value;
     tokens.Put(key, std::move(token));
     return value;
@@ -332,14 +369,14 @@ struct Client::Impl {
   // only sent to the registry's own origin). `make` builds the request anew
   // for every try (a body reader must start over).
   Response Send(const Repo& repo, const std::function<Result<Request>()>& make,
-                std::vector<std::string> scopes, bool follow) {
+                std::vector<std::string> scopes, bool follow, util::Deadline* dl) {
     Response fail;
     std::shared_ptr<RegistryState> st = State(repo.domain);
-    if (Status s = EnsurePinged(repo, *st); !s.ok()) {
+    if (Status s = EnsurePinged(repo, *st, dl); !s.ok()) {
       fail.error = s;
       return fail;
     }
-    auto auth = Authorization(repo, *st, scopes, false);
+    auto auth = Authorization(repo, *st, scopes, false, dl);
     if (!auth.ok()) {
       fail.error = auth.status();
       return fail;
@@ -355,18 +392,20 @@ struct Client::Impl {
           return fail;
         }
         if (!url.empty()) req->url = url;
+        req->deadline = dl;
         if (!auth->empty() && UrlOrigin(req->url) == origin) {
           req->headers.push_back("Authorization: " + *auth);
         }
         r = transport->Do(*req);
         if (!follow || r.redirect_url.empty() || r.status < 300 || r.status >= 400) break;
         if (hop >= kMaxRedirects) {
-          r.error = Status::IOError(req->method + " " + req->url + ": too many redirects");
+          r.error =
+              Status::IOError(req->method + " " + ShownUrl(req->url) + ": too many redirects");
           return r;
         }
         url = r.redirect_url;
         if (!url.starts_with("https://") && !url.starts_with("http://")) {
-          r.error = Status::IOError(req->method + " " + req->url +
+          r.error = Status::IOError(req->method + " " + ShownUrl(req->url) +
                                     ": redirect to a URL that is not http(s)");
           return r;
         }
@@ -388,7 +427,7 @@ struct Client::Impl {
           }
         }
       }
-      auth = Authorization(repo, *st, scopes, true);
+      auth = Authorization(repo, *st, scopes, true, dl);
       if (!auth.ok()) {
         fail.error = auth.status();
         return fail;
@@ -399,13 +438,12 @@ struct Client::Impl {
 
   // Send() retried with backoff while the failure is transient.
   Response SendRetrying(const Repo& repo, const std::function<Result<Request>()>& make,
-                        const std::vector<std::string>& scopes, bool follow) {
+                        const std::vector<std::string>& scopes, bool follow, util::Deadline* dl) {
     for (int attempt = 1;; ++attempt) {
-      Response r = Send(repo, make, scopes, follow);
+      Response r = Send(repo, make, scopes, follow, dl);
       if (!IsTransient(r) || attempt >= options.max_attempts) return r;
       auto delay = RetryDelay(r, attempt);
-      if (!delay) return r;
-      std::this_thread::sleep_for(*delay);
+      if (!delay || !WaitToRetry(*delay, dl, &r)) return r;
     }
   }
 
@@ -422,6 +460,7 @@ struct Client::Impl {
   // the registry and repository.
   Status Failure(const Response& r, const Repo& repo, const std::vector<std::string>& scopes,
                  const std::string& what) {
+    if (r.deadline_exceeded) return TimedOut(repo, what);
     if (r.error.ok() && r.status == 401) {
       return Status::Unauthorized(Unauthorized401(repo, scopes) + " (HTTP 401)");
     }
@@ -434,6 +473,7 @@ struct Client::Impl {
   Result<std::optional<Descriptor>> HeadManifest(const Repo& repo, const std::string& reference) {
     auto scopes = PullScope(repo);
     const std::string url = ManifestUrl(repo.base, repo.path, reference);
+    util::Deadline dl(options.timeout, options.min_rate);
     Response r = SendRetrying(
         repo,
         [&]() -> Result<Request> {
@@ -443,8 +483,10 @@ struct Client::Impl {
           req.headers.push_back(kManifestAccept);
           return req;
         },
-        scopes, true);
+        scopes, true, &dl);
     const std::string what = "manifest " + repo.Name() + ":" + reference;
+    if (r.deadline_exceeded)
+      return TimedOut(repo, "fetching manifest " + repo.path + ":" + reference);
     if (!r.error.ok() || r.status == 401 || r.status == 403 || r.status == 404) {
       return Failure(r, repo, scopes, what);
     }
@@ -473,10 +515,10 @@ struct Client::Impl {
                                       const Descriptor* expected) {
     auto scopes = PullScope(repo);
     const std::string url = ManifestUrl(repo.base, repo.path, reference);
-    const std::string what =
-        "manifest " + repo.Name() +
-        (reference.starts_with("sha") && reference.find(':') != std::string::npos ? "@" : ":") +
-        reference;
+    const std::string sep =
+        reference.starts_with("sha") && reference.find(':') != std::string::npos ? "@" : ":";
+    const std::string what = "manifest " + repo.Name() + sep + reference;
+    util::Deadline dl(options.timeout, options.min_rate);
     Response r = SendRetrying(
         repo,
         [&]() -> Result<Request> {
@@ -486,7 +528,9 @@ struct Client::Impl {
           req.max_body = options.max_manifest_size;
           return req;
         },
-        scopes, true);
+        scopes, true, &dl);
+    if (r.deadline_exceeded)
+      return TimedOut(repo, "fetching manifest " + repo.path + sep + reference);
     if (!r.error.ok() && r.error.code() == StatusCode::kResourceExhausted) {
       return Status::ResourceExhausted(what + ": larger than the manifest limit of " +
                                        std::to_string(options.max_manifest_size) + " bytes");
@@ -614,6 +658,7 @@ struct Client::Impl {
     const std::string url = BlobUrl(repo.base, repo.path, blob.digest.str());
     std::optional<content::Writer> writer;
     bool resumable = false;  // the server showed it honours Range
+    util::Deadline dl(options.timeout, options.min_rate);
     for (int attempt = 1;; ++attempt) {
       if (!writer || (writer->size() > 0 && !resumable)) {
         writer.reset();
@@ -624,6 +669,7 @@ struct Client::Impl {
       auto make = [&]() -> Result<Request> {
         Request req;
         req.url = url;
+        req.stop = cancel;
         const uint64_t offset = writer->size();
         if (offset > 0) req.headers.push_back("Range: bytes=" + std::to_string(offset) + "-");
         req.on_headers = [&, offset](const Response& r) -> Status {
@@ -666,17 +712,23 @@ struct Client::Impl {
         };
         return req;
       };
-      Response r = Send(repo, make, scopes, true);
+      Response r = Send(repo, make, scopes, true, &dl);
       if (r.error.ok() && (r.status == 200 || r.status == 206)) break;
+      const std::string doing = "fetching blob " + blob.digest.str() + " of " + repo.path;
       if (!IsTransient(r) || attempt >= options.max_attempts ||
           (cancel != nullptr && cancel->load())) {
         writer.reset();
+        if (r.deadline_exceeded) return TimedOut(repo, doing);
         if (!r.error.ok() && r.error.code() == StatusCode::kDigestMismatch) return r.error;
         return Failure(r, repo, scopes, what);
       }
       auto delay = RetryDelay(r, attempt);
       if (!delay) return Failure(r, repo, scopes, what);
-      std::this_thread::sleep_for(*delay);
+      if (!WaitToRetry(*delay, &dl, &r)) {
+        writer.reset();
+        if (r.deadline_exceeded) return TimedOut(repo, doing);
+        return Failure(r, repo, scopes, what);
+      }
     }
     Status st = writer->Commit(blob.digest, size);
     if (!st.ok()) return st.Annotate(what);
@@ -692,7 +744,7 @@ struct Client::Impl {
     std::mutex mu;
     Status first;
     auto worker = [&] {
-      while (!cancel.load()) {
+      while (!cancel.load() && !(options.cancel != nullptr && options.cancel->cancelled())) {
         size_t i = next.fetch_add(1);
         if (i >= items.size()) return;
         Status s = fn(items[i]);
@@ -708,6 +760,7 @@ struct Client::Impl {
     for (size_t i = 1; i < n; ++i) threads.emplace_back(worker);
     worker();
     for (auto& t : threads) t.join();
+    if (first.ok() && options.cancel != nullptr) return options.cancel->Check();
     return first;
   }
 
@@ -717,7 +770,7 @@ struct Client::Impl {
   // failure may go away on another try.
   Status PushBlobOnce(const Repo& dest, const Descriptor& blob, const content::Store& store,
                       const PushOptions& opts, const std::vector<std::string>& scopes,
-                      PushStats& stats, std::mutex& stats_mu, bool* transient) {
+                      PushStats& stats, std::mutex& stats_mu, bool* transient, util::Deadline* dl) {
     *transient = false;
     const std::string what = "push blob " + blob.digest.str() + " to " + dest.Name();
     auto fail = [&](const Response& r) {
@@ -733,8 +786,8 @@ struct Client::Impl {
       };
     };
     // Already there?
-    Response head =
-        Send(dest, simple("HEAD", BlobUrl(dest.base, dest.path, blob.digest.str())), scopes, true);
+    Response head = Send(dest, simple("HEAD", BlobUrl(dest.base, dest.path, blob.digest.str())),
+                         scopes, true, dl);
     auto report = [&](PushProgress::State state, uint64_t sent, std::string from = {}) {
       if (!opts.progress) return;
       PushProgress p;
@@ -759,12 +812,12 @@ struct Client::Impl {
     for (const Reference& from : opts.mount_from) {
       if (from.domain != dest.domain || from.path == dest.path) continue;
       Repo src{from.domain, from.path, dest.base};
-      Response h =
-          Send(dest, simple("HEAD", BlobUrl(dest.base, src.path, blob.digest.str())), scopes, true);
+      Response h = Send(dest, simple("HEAD", BlobUrl(dest.base, src.path, blob.digest.str())),
+                        scopes, true, dl);
       if (!h.error.ok() || h.status != 200) continue;
       std::string url = AddQuery(UploadUrl(dest.base, dest.path), "mount", blob.digest.str());
       url = AddQuery(url, "from", src.path);
-      Response m = Send(dest, simple("POST", url), scopes, false);
+      Response m = Send(dest, simple("POST", url), scopes, false, dl);
       if (m.error.ok() && m.status == 201) {
         {
           std::lock_guard<std::mutex> lock(stats_mu);
@@ -782,7 +835,7 @@ struct Client::Impl {
     }
     if (upload.empty()) {
       const std::string url = UploadUrl(dest.base, dest.path);
-      Response p = Send(dest, simple("POST", url), scopes, false);
+      Response p = Send(dest, simple("POST", url), scopes, false, dl);
       if (!p.error.ok() || p.status != 202) return fail(p);
       auto loc = p.Header("Location");
       if (!loc) {
@@ -847,7 +900,7 @@ struct Client::Impl {
             req.body_size = size;
             return req;
           },
-          scopes, false);
+          scopes, false, dl);
       if (!put.error.ok() || put.status != 201) return fail(put);
     } else {
       KILN_RETURN_IF_ERROR(open());
@@ -873,7 +926,7 @@ struct Client::Impl {
               req.body_size = n;
               return req;
             },
-            scopes, false);
+            scopes, false, dl);
         if (!patch.error.ok() || patch.status != 202) {
           if (!patch.error.ok() && patch.error.code() == StatusCode::kIOError) *transient = true;
           return fail(patch);
@@ -891,7 +944,7 @@ struct Client::Impl {
             req.headers.push_back("Content-Type: application/octet-stream");
             return req;
           },
-          scopes, false);
+          scopes, false, dl);
       if (!put.error.ok() || put.status != 201) return fail(put);
     }
     {
@@ -909,17 +962,26 @@ struct Client::Impl {
       return Status::NotFound("push to " + dest.Name() + ": blob " + blob.digest.str() +
                               " is not in the content store");
     }
+    util::Deadline dl(options.timeout, options.min_rate);
     for (int attempt = 1;; ++attempt) {
       bool transient = false;
-      Status s = PushBlobOnce(dest, blob, store, opts, scopes, stats, stats_mu, &transient);
+      Status s = PushBlobOnce(dest, blob, store, opts, scopes, stats, stats_mu, &transient, &dl);
       if (s.ok() || !transient || attempt >= options.max_attempts) return s;
-      std::this_thread::sleep_for(Backoff(attempt));
+      Response r;
+      r.error = s;
+      if (!WaitToRetry(Backoff(attempt), &dl, &r)) {
+        if (r.deadline_exceeded) {
+          return TimedOut(dest, "pushing blob " + blob.digest.str() + " to " + dest.path);
+        }
+        return r.error;
+      }
     }
   }
 
   Status PutManifest(const Repo& dest, const std::string& reference, const Descriptor& d,
                      const std::string& bytes, const std::vector<std::string>& scopes) {
     const std::string url = ManifestUrl(dest.base, dest.path, reference);
+    util::Deadline dl(options.timeout, options.min_rate);
     Response r = SendRetrying(
         dest,
         [&]() -> Result<Request> {
@@ -930,7 +992,7 @@ struct Client::Impl {
           req.body = bytes;
           return req;
         },
-        scopes, false);
+        scopes, false, &dl);
     const std::string what = "push manifest " + d.digest.str() + " to " + dest.Name() +
                              (reference == d.digest.str() ? "" : ":" + reference);
     if (!r.error.ok() || r.status != 201) return Failure(r, dest, scopes, what);
@@ -1004,6 +1066,7 @@ Result<Client> Client::Create(RegistryOptions options) {
   t.low_speed_time = options.low_speed_time;
   t.user_agent = options.user_agent;
   t.ca_file = options.ca_file;
+  t.cancel = options.cancel;
   KILN_ASSIGN_OR_RETURN(std::unique_ptr<Transport> transport, Transport::Create(std::move(t)));
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);

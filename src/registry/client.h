@@ -25,6 +25,11 @@
 //     repository of the same registry, a monolithic or chunked upload by
 //     size), then manifests, then the index, then the tag.
 //
+// Waiting: every request has a connect timeout and a stall window, every
+// operation an overall deadline (RegistryOptions::timeout), and all of them
+// end within about a second of the build's cancellation
+// (RegistryOptions::cancel); see docs/network.md.
+//
 // Which registries are spoken to over plain HTTP: see endpoint.h. Errors name
 // the registry and repository (and the digest or tag); credentials never
 // appear in messages. Wrong or missing credentials are kUnauthorized, a
@@ -49,6 +54,8 @@
 #include "image/descriptor.h"
 #include "image/platform.h"
 #include "image/reference.h"
+#include "util/cancel.h"
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::registry {
@@ -66,6 +73,19 @@ struct RegistryOptions {
   // A transfer that moves less than 1 byte/s for this long is abandoned
   // (and retried).
   std::chrono::milliseconds low_speed_time{30'000};
+  // Overall deadline of one operation (a manifest's HEAD or GET, a blob's
+  // download or upload, a manifest's PUT), all its attempts, redirects,
+  // token fetches and backoff sleeps included, extended by a second for
+  // every `min_rate` bytes it moves (util::Deadline). When it passes the
+  // operation fails with kIOError naming the registry and what it was doing,
+  // followed by `timeout_hint`.
+  std::chrono::milliseconds timeout{300'000};
+  uint64_t min_rate = 64 << 10;
+  std::string timeout_hint;
+  // The build's canceller: once cancelled, every request ends within about a
+  // second and backoff sleeps wake; operations fail with kCancelled. May be
+  // null; must outlive the Client.
+  const util::Canceller* cancel = nullptr;
   // Attempts per request for transient failures, the first included.
   int max_attempts = 5;
   std::chrono::milliseconds initial_backoff{250};  // doubled per attempt

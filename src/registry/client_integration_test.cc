@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "content/store.h"
 #include "fixture.h"
@@ -21,6 +22,7 @@
 #include "registry/client.h"
 #include "registry/http.h"
 #include "util/base64.h"
+#include "util/cancel.h"
 #include "util/digest.h"
 #include "util/json.h"
 
@@ -630,6 +632,49 @@ TEST_F(FaultTest, StalledResponseTimesOutAndIsRetried) {
   }
   EXPECT_EQ(stalled, 1);
   EXPECT_GE(served, 1);
+}
+
+// Issue 15: a manifest trickled at 2 B/s never trips the stall window; the
+// operation's deadline ends it, with a message naming registry and manifest.
+TEST_F(FaultTest, TrickledManifestHitsTheOperationDeadline) {
+  RegistryOptions o = TestOptions(config_.path());
+  o.timeout = std::chrono::milliseconds(1500);
+  o.timeout_hint = "raise it somewhere";
+  Client client = NewClient(o);
+  AddRule({{"mode", "trickle"}, {"rate", 2}, {"method", "GET"}, {"times", -1}}, "manifests/");
+  auto r = client.Resolve(image_, Plat("linux/amd64"));
+  ASSERT_EQ(r.status().code(), StatusCode::kIOError) << r.status().ToString();
+  EXPECT_NE(
+      r.status().message().find("registry " + proxy_ + ": fetching manifest " + repo_ + "@sha256:"),
+      std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find(
+                ": no complete response in 1.5 s (slow or stalled server); raise it somewhere"),
+            std::string::npos)
+      << r.status().message();
+}
+
+// Issue 15: cancellation ends a request that never gets an answer and a
+// backoff sleep (Retry-After: 50) at once, as kCancelled.
+TEST_F(FaultTest, CancellationEndsRequestsAndBackoff) {
+  for (const char* mode : {"hang", "throttle"}) {
+    for (int id : rules_) Control("DELETE", "/rules/" + std::to_string(id));
+    rules_.clear();
+    util::Canceller cancel;
+    RegistryOptions o = TestOptions(config_.path());
+    o.cancel = &cancel;
+    Client client = NewClient(o);
+    AddRule({{"mode", mode}, {"retry_after", 50}, {"times", -1}}, "manifests/");
+    std::thread canceller([&cancel] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(700));
+      cancel.Cancel("test cancelled");
+    });
+    auto r = client.Resolve(image_, Plat("linux/amd64"));
+    canceller.join();
+    EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << mode << ": " << r.status().ToString();
+    EXPECT_NE(r.status().message().find("test cancelled"), std::string::npos)
+        << r.status().message();
+  }
 }
 
 TEST_F(FaultTest, OversizedManifestIsRejected) {

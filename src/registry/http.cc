@@ -40,8 +40,11 @@ std::string_view Trim(std::string_view s) {
 struct Exchange {
   const Request* request = nullptr;
   Response* response = nullptr;
+  const util::Canceller* cancel = nullptr;
   bool headers_done = false;  // the final response's headers are complete
   Status abort;               // set by a callback that stopped the transfer
+  bool deadline_exceeded = false;
+  uint64_t moved = 0;  // bytes received and sent so far, as curl last reported
 
   bool Is2xx() const { return response->status >= 200 && response->status < 300; }
 };
@@ -75,7 +78,7 @@ size_t HeaderCallback(char* data, size_t size, size_t nitems, void* user) {
           auto [p, ec] = std::from_chars(cl->data(), cl->data() + cl->size(), len);
           if (ec == std::errc() && len > req.max_body) {
             ex->abort = Status::ResourceExhausted(
-                req.method + " " + req.url + ": response of " + std::to_string(len) +
+                req.method + " " + ShownUrl(req.url) + ": response of " + std::to_string(len) +
                 " bytes exceeds the limit of " + std::to_string(req.max_body) + " bytes");
             return 0;
           }
@@ -119,13 +122,41 @@ size_t WriteCallback(char* data, size_t size, size_t nmemb, void* user) {
     return n;
   }
   if (r.body.size() + n > req.max_body) {
-    ex->abort =
-        Status::ResourceExhausted(req.method + " " + req.url + ": response exceeds the limit of " +
-                                  std::to_string(req.max_body) + " bytes");
+    ex->abort = Status::ResourceExhausted(req.method + " " + ShownUrl(req.url) +
+                                          ": response exceeds the limit of " +
+                                          std::to_string(req.max_body) + " bytes");
     return 0;
   }
   r.body.append(chunk);
   return n;
+}
+
+// Called by libcurl about once a second while idle and often while bytes
+// move: stops the transfer on cancellation, when the caller no longer wants
+// it, or when the operation's deadline has passed.
+int ProgressCallback(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t ulnow) {
+  auto* ex = static_cast<Exchange*>(user);
+  const Request& req = *ex->request;
+  const uint64_t now = static_cast<uint64_t>(std::max<curl_off_t>(0, dlnow)) +
+                       static_cast<uint64_t>(std::max<curl_off_t>(0, ulnow));
+  if (now > ex->moved) {
+    if (req.deadline != nullptr) req.deadline->Moved(now - ex->moved);
+    ex->moved = now;
+  }
+  if (ex->cancel != nullptr && ex->cancel->cancelled()) {
+    ex->abort = ex->cancel->Check();
+    return 1;
+  }
+  if (req.stop != nullptr && req.stop->load()) {
+    ex->abort = Status::Cancelled(req.method + " " + ShownUrl(req.url) +
+                                  ": stopped (another transfer failed)");
+    return 1;
+  }
+  if (req.deadline != nullptr && req.deadline->Expired()) {
+    ex->deadline_exceeded = true;
+    return 1;
+  }
+  return 0;
 }
 
 struct Upload {
@@ -278,6 +309,20 @@ Response Transport::Do(const Request& request) {
   Exchange ex;
   ex.request = &request;
   ex.response = &response;
+  ex.cancel = opt.cancel;
+  // Nothing to wait for when the operation is already over.
+  if (opt.cancel != nullptr && opt.cancel->cancelled()) {
+    impl_->Release(h);
+    response.error = opt.cancel->Check();
+    return response;
+  }
+  if (request.deadline != nullptr && request.deadline->Expired()) {
+    impl_->Release(h);
+    response.error =
+        Status::IOError(request.method + " " + ShownUrl(request.url) + ": deadline passed");
+    response.deadline_exceeded = true;
+    return response;
+  }
   Upload up;
   up.request = &request;
   up.exchange = &ex;
@@ -299,6 +344,9 @@ Response Transport::Do(const Request& request) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, WriteCallback);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &ex);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, ProgressCallback);
+  curl_easy_setopt(h, CURLOPT_XFERINFODATA, &ex);
   // Larger buffers: fewer callbacks (and Writer::Write calls) per layer.
   curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);
   curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 1L << 20);
@@ -344,12 +392,17 @@ Response Transport::Do(const Request& request) {
 
   if (!ex.abort.ok()) {
     response.error = std::move(ex.abort);
+  } else if (ex.deadline_exceeded) {
+    response.error =
+        Status::IOError(request.method + " " + ShownUrl(request.url) + ": deadline passed");
+    response.deadline_exceeded = true;
   } else if (rc != CURLE_OK) {
     std::string detail = errbuf[0] != '\0' ? std::string(errbuf) : curl_easy_strerror(rc);
-    response.error = Status::IOError(request.method + " " + request.url + ": " + detail);
+    response.error = Status::IOError(request.method + " " + ShownUrl(request.url) + ": " + detail);
     response.retryable = IsRetryableCurlError(rc);
   } else if (!ex.headers_done) {
-    response.error = Status::IOError(request.method + " " + request.url + ": incomplete response");
+    response.error =
+        Status::IOError(request.method + " " + ShownUrl(request.url) + ": incomplete response");
     response.retryable = true;
   }
   return response;
@@ -409,6 +462,19 @@ std::string UrlOrigin(std::string_view url) {
   }
   std::string out = std::string(url.substr(0, scheme_end + 3)) + std::string(authority);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string ShownUrl(std::string_view url) {
+  std::string out(url.substr(0, url.find('#')));
+  const size_t q = out.find('?');
+  if (q != std::string::npos) out = out.substr(0, q) + "?...";
+  const size_t scheme_end = out.find("://");
+  if (scheme_end == std::string::npos) return out;
+  const size_t host_start = scheme_end + 3;
+  const size_t host_end = out.find_first_of("/?", host_start);
+  const size_t at = out.rfind('@', host_end == std::string::npos ? out.npos : host_end);
+  if (at != std::string::npos && at >= host_start) out.erase(host_start, at + 1 - host_start);
   return out;
 }
 

@@ -18,6 +18,7 @@
 // A Request's callbacks run on the calling thread, inside Do().
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -29,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "util/cancel.h"
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::registry {
@@ -47,8 +50,11 @@ struct Response {
   // still describe what had arrived by then.
   Status error;
   // Whether trying again may help: set for transport failures (not for
-  // aborts by a callback).
+  // aborts by a callback, cancellation or an expired deadline).
   bool retryable = false;
+  // The request's Deadline passed before the response was complete; `error`
+  // is kIOError and callers say which operation ran out of time.
+  bool deadline_exceeded = false;
 
   long status = 0;  // HTTP status of the final response; 0 if none arrived
   HeaderList headers;
@@ -85,6 +91,14 @@ struct Request {
   // Limit on a collected 2xx body, checked against Content-Length before any
   // byte is read and again as bytes arrive.
   uint64_t max_body = 1 << 20;
+
+  // The operation's deadline (null: none). Bytes moved are added to it; the
+  // transfer is abandoned (Response::deadline_exceeded) within about a second
+  // of its passing. Must outlive Do().
+  util::Deadline* deadline = nullptr;
+  // When it becomes true the transfer is abandoned (kCancelled): a sibling
+  // transfer failed and this one's result is no longer wanted. May be null.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct TransportOptions {
@@ -94,6 +108,10 @@ struct TransportOptions {
   std::string user_agent = "kiln";
   // PEM bundle of extra trusted CAs; empty: the system's.
   std::filesystem::path ca_file;
+  // The build's canceller: every transfer ends (kCancelled, not retryable)
+  // within about a second of its cancellation. May be null; must outlive
+  // the Transport.
+  const util::Canceller* cancel = nullptr;
 };
 
 struct TransportStats {
@@ -134,5 +152,9 @@ std::string QueryEscape(std::string_view s);
 // userinfo; "" if `url` is not absolute. Used to decide whether a redirect leaves the registry's
 // origin.
 std::string UrlOrigin(std::string_view url);
+
+// `url` as error messages show it: without userinfo, and with a query string
+// shown as "?..." (presigned blob URLs carry signatures there).
+std::string ShownUrl(std::string_view url);
 
 }  // namespace kiln::registry

@@ -12,14 +12,17 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <system_error>
 #include <utility>
 #include <vector>
 
 #include "util/base64.h"
 #include "util/digest.h"
+#include "util/network.h"
 #include "util/strings.h"
 
 extern char** environ;
@@ -129,13 +132,27 @@ struct GitRun {
   int exit_code = -1;
   std::string out;
   std::string err;
+  bool deadline_exceeded = false;  // killed: GitWait::deadline passed
+  bool stalled = false;            // killed: no output for GitWait::stall
+};
+
+// How long a git run that talks to a remote may wait; the default: as long
+// as it takes.
+struct GitWait {
+  util::Deadline* deadline = nullptr;  // overall (ls-remote: a small answer)
+  // Killed when git prints nothing for this long (fetches run with
+  // --progress, which prints at least once a second while data arrives).
+  std::chrono::milliseconds stall{0};
 };
 
 // Runs `git args...` with `env` (complete "K=V" list), stdin on /dev/null,
-// in a new session. kIOError when git cannot be started, kCancelled when
-// `cancel` fired; otherwise the exit code is returned, whatever it is.
+// in a new session (its own process group). On cancellation, or when `wait`
+// runs out, the whole process group is killed and git reaped before this
+// returns. kIOError when git cannot be started, kCancelled when `cancel`
+// fired; otherwise the exit code is returned, whatever it is (with
+// GitRun::deadline_exceeded or stalled set when `wait` killed it).
 Result<GitRun> RunGit(const std::vector<std::string>& args, const std::vector<std::string>& env,
-                      util::Canceller* cancel) {
+                      util::Canceller* cancel, const GitWait& wait = {}) {
   std::vector<char*> argv;
   static char git_name[] = "git";
   argv.push_back(git_name);
@@ -186,28 +203,49 @@ Result<GitRun> RunGit(const std::vector<std::string>& args, const std::vector<st
   }
   GitRun run;
   {
+    using Clock = std::chrono::steady_clock;
+    // The group leader is reaped below, after every kill: -pid names no
+    // other process group meanwhile.
     util::CancelScope scope(cancel, [pid] { ::kill(-pid, SIGKILL); });
     pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
     std::string* sinks[2] = {&run.out, &run.err};
     int open_fds = 2;
     char buf[65536];
+    Clock::time_point last_output = Clock::now();
+    std::optional<Clock::time_point> killed_at;
     while (open_fds > 0) {
-      int n = ::poll(fds, 2, -1);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      for (int i = 0; i < 2; ++i) {
+      // Wakes at least 4 times a second to look at the clock and the canceller.
+      int n = ::poll(fds, 2, 250);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; n > 0 && i < 2; ++i) {
         if (fds[i].fd < 0 || fds[i].revents == 0) continue;
         ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
         if (got > 0) {
           sinks[i]->append(buf, static_cast<size_t>(got));
+          last_output = Clock::now();
         } else if (got == 0 || errno != EINTR) {
           ::close(fds[i].fd);
           fds[i].fd = -1;
           --open_fds;
         }
       }
+      const Clock::time_point now = Clock::now();
+      if (killed_at) {
+        // A process that left the group may hold the pipes open: stop
+        // reading soon after the kill rather than wait for it.
+        if (now - *killed_at > std::chrono::seconds(2)) break;
+        continue;
+      }
+      if (cancel != nullptr && cancel->cancelled()) {
+        killed_at = now;
+      } else if (wait.deadline != nullptr && wait.deadline->Expired()) {
+        run.deadline_exceeded = true;
+        killed_at = now;
+      } else if (wait.stall.count() > 0 && now - last_output > wait.stall) {
+        run.stalled = true;
+        killed_at = now;
+      }
+      if (killed_at) ::kill(-pid, SIGKILL);
     }
     for (auto& f : fds) {
       if (f.fd >= 0) ::close(f.fd);
@@ -338,6 +376,8 @@ std::string Scrub(std::string text, const std::vector<std::string>& secrets) {
 // The most telling line of git's stderr, one line, redacted.
 std::string GitMessage(const GitRun& run, const GitEnv& env) {
   std::string err = Scrub(run.err, env.secrets);
+  // Progress (--progress) rewrites its line with '\r': each is a line.
+  std::replace(err.begin(), err.end(), '\r', '\n');
   std::vector<std::string> lines;
   size_t start = 0;
   while (start < err.size()) {
@@ -695,6 +735,7 @@ Result<GitRef> ParseGitRef(std::string_view url, const GitParseOptions& options)
 struct GitSource::Impl {
   fs::path dir;  // ROOT/git
   std::shared_ptr<snapshot::Snapshotter> snapshots;
+  util::NetworkOptions network;
   std::atomic<int> ls_remotes{0}, fetches{0}, full_fetches{0}, fetches_skipped{0}, checkouts{0},
       checkouts_reused{0};
 
@@ -705,6 +746,38 @@ struct GitSource::Impl {
   Result<GitRun> Git(const std::vector<std::string>& args, const GitEnv& env,
                      const GitOptions& options) {
     return RunGit(args, env.env, options.cancel);
+  }
+
+  // Runs a git command that talks to ref's remote (`doing` names it in
+  // errors) under the network limits: the overall deadline when `overall`
+  // (ls-remote, whose answer is small), else the stall window (fetches, run
+  // with --progress so that data arriving shows). Running out of time is
+  // kIOError naming the remote and how to allow more.
+  Result<GitRun> Remote(const GitRef& ref, const std::string& doing,
+                        const std::vector<std::string>& args, const GitEnv& env,
+                        const GitOptions& options, bool overall) {
+    util::Deadline deadline(network.timeout, 0);
+    GitWait wait;
+    if (overall) {
+      wait.deadline = &deadline;
+    } else {
+      wait.stall = network.stall_timeout;
+    }
+    KILN_ASSIGN_OR_RETURN(GitRun run, RunGit(args, env.env, options.cancel, wait));
+    const std::string what = "git " + ref.RedactedRemote() + ": " + doing;
+    if (run.deadline_exceeded) {
+      return Status::IOError(
+          util::DeadlineMessage(what, deadline, util::RaiseHint(network, "timeout")));
+    }
+    if (run.stalled) {
+      std::string msg = what + ": nothing received for " +
+                        util::FormatSeconds(network.stall_timeout) + " (stalled server)";
+      if (std::string hint = util::RaiseHint(network, "stall-timeout"); !hint.empty()) {
+        msg += "; " + hint;
+      }
+      return Status::IOError(msg);
+    }
+    return run;
   }
 
   // Creates the bare cache repository when missing. Call with its lock held.
@@ -749,9 +822,11 @@ struct GitSource::Impl {
     }
     ++fetches;
     const std::string c = cache.string();
-    KILN_ASSIGN_OR_RETURN(GitRun shallow, Git({"-C", c, "fetch", "-q", "--no-tags", "--depth=1",
-                                               "--no-write-fetch-head", "origin", commit},
-                                              env, options));
+    KILN_ASSIGN_OR_RETURN(GitRun shallow,
+                          Remote(ref, "fetching commit " + commit,
+                                 {"-C", c, "fetch", "-q", "--progress", "--no-tags", "--depth=1",
+                                  "--no-write-fetch-head", "origin", commit},
+                                 env, options, false));
     bool got = false;
     if (shallow.exit_code == 0) {
       KILN_ASSIGN_OR_RETURN(GitRun check,
@@ -768,12 +843,14 @@ struct GitSource::Impl {
       // The server does not let us fetch by commit (or is dumb http): get
       // every branch and tag, then look for the commit.
       ++full_fetches;
-      std::vector<std::string> args = {"-C", c, "fetch", "-q", "--no-tags"};
+      std::vector<std::string> args = {"-C", c, "fetch", "-q", "--progress", "--no-tags"};
       std::error_code ec;
       if (fs::exists(cache / "shallow", ec)) args.push_back("--unshallow");
       args.insert(args.end(), {"--no-write-fetch-head", "origin",
                                "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"});
-      KILN_ASSIGN_OR_RETURN(GitRun full, Git(args, env, options));
+      KILN_ASSIGN_OR_RETURN(
+          GitRun full, Remote(ref, "fetching every branch and tag (to find " + commit + ")", args,
+                              env, options, false));
       if (full.exit_code != 0) return RemoteError(ref, "fetch", full, env);
       KILN_ASSIGN_OR_RETURN(GitRun check,
                             Git({"-C", c, "cat-file", "-e", commit + "^{commit}"}, env, options));
@@ -844,15 +921,17 @@ struct GitSource::Impl {
                              ": cannot configure the checkout: " + GitMessage(add, env));
     }
     if (fs::exists(work / ".gitmodules", ec)) {
-      KILN_ASSIGN_OR_RETURN(GitRun sub, Git({"-C", w, "submodule", "update", "--init",
-                                             "--recursive", "--depth=1", "-q"},
-                                            env, options));
+      KILN_ASSIGN_OR_RETURN(GitRun sub, Remote(ref, "fetching the submodules of " + commit,
+                                               {"-C", w, "submodule", "update", "--init",
+                                                "--recursive", "--depth=1", "-q", "--progress"},
+                                               env, options, false));
       if (sub.exit_code != 0) {
         // A submodule commit that is no branch tip cannot be fetched shallowly
         // from every server.
-        KILN_ASSIGN_OR_RETURN(
-            sub,
-            Git({"-C", w, "submodule", "update", "--init", "--recursive", "-q"}, env, options));
+        KILN_ASSIGN_OR_RETURN(sub, Remote(ref, "fetching the submodules of " + commit,
+                                          {"-C", w, "submodule", "update", "--init", "--recursive",
+                                           "-q", "--progress"},
+                                          env, options, false));
       }
       if (sub.exit_code != 0) {
         return RemoteError(ref, "submodules of commit " + commit, sub, env);
@@ -885,9 +964,11 @@ struct GitSource::Impl {
 GitSource::GitSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GitSource::~GitSource() = default;
 
-Result<std::shared_ptr<GitSource>> GitSource::Open(
-    const fs::path& root, std::shared_ptr<snapshot::Snapshotter> snapshots) {
+Result<std::shared_ptr<GitSource>> GitSource::Open(const fs::path& root,
+                                                   std::shared_ptr<snapshot::Snapshotter> snapshots,
+                                                   const util::NetworkOptions& network) {
   auto impl = std::make_unique<Impl>();
+  impl->network = network;
   impl->dir = root / "git";
   impl->snapshots = std::move(snapshots);
   std::error_code ec;
@@ -925,7 +1006,7 @@ Result<GitResolved> GitSource::Resolve(const GitRef& ref, const GitOptions& opti
     args.push_back(ref.ref + "^{}");
   }
   ++impl_->ls_remotes;
-  KILN_ASSIGN_OR_RETURN(GitRun run, impl_->Git(args, env, options));
+  KILN_ASSIGN_OR_RETURN(GitRun run, impl_->Remote(ref, "listing refs", args, env, options, true));
   if (run.exit_code != 0) return RemoteError(ref, "cannot list refs", run, env);
 
   // name -> object id, in the order git printed them.

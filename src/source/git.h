@@ -36,6 +36,7 @@
 
 #include "snapshot/snapshotter.h"
 #include "util/cancel.h"
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::source {
@@ -105,6 +106,8 @@ struct GitOptions {
   // (sent as basic auth "x-access-token:TOKEN") is used for http(s) remotes;
   // credentials in the URL come before either.
   std::map<std::string, std::string> secrets;
+  // On cancellation git's whole process group is killed and reaped; the
+  // call returns kCancelled within about a second.
   util::Canceller* cancel = nullptr;
 };
 
@@ -136,8 +139,12 @@ class GitSource {
  public:
   // `root`: the state root (ROOT); caches go to ROOT/git. `snapshots` may be
   // null when only Checkout() into a directory is used.
+  // `network`: ls-remote runs under its overall deadline, fetches under its
+  // stall window (git is killed when it prints nothing, progress included,
+  // for that long); either is kIOError naming the remote.
   static Result<std::shared_ptr<GitSource>> Open(const std::filesystem::path& root,
-                                                 std::shared_ptr<snapshot::Snapshotter> snapshots);
+                                                 std::shared_ptr<snapshot::Snapshotter> snapshots,
+                                                 const util::NetworkOptions& network = {});
   ~GitSource();
 
   // The commit `ref.ref` names on the remote, by one `git ls-remote`

@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -122,6 +123,9 @@ struct Transfer {
   content::Writer* writer = nullptr;
   util::Sha256* hash = nullptr;
   util::Canceller* cancel = nullptr;
+  util::Deadline* deadline = nullptr;
+  bool deadline_exceeded = false;
+  uint64_t received = 0;                                     // as curl last reported
   std::vector<std::pair<std::string, std::string>> headers;  // of the last response
   std::string status_line;
   Status write_error;
@@ -169,9 +173,20 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+// Called about once a second while idle, often while bytes move: stops the
+// transfer on cancellation or once the fetch's deadline has passed.
+int OnProgress(void* user, curl_off_t, curl_off_t dlnow, curl_off_t, curl_off_t) {
   auto* t = static_cast<Transfer*>(user);
-  return t->cancel != nullptr && t->cancel->cancelled() ? 1 : 0;
+  if (dlnow > 0 && static_cast<uint64_t>(dlnow) > t->received) {
+    t->deadline->Moved(static_cast<uint64_t>(dlnow) - t->received);
+    t->received = static_cast<uint64_t>(dlnow);
+  }
+  if (t->cancel != nullptr && t->cancel->cancelled()) return 1;
+  if (t->deadline->Expired()) {
+    t->deadline_exceeded = true;
+    return 1;
+  }
+  return 0;
 }
 
 std::string ReasonPhrase(const std::string& status_line) {
@@ -217,6 +232,7 @@ struct HttpSource::Impl {
 
   content::Store store;
   std::filesystem::path cache_db;
+  util::NetworkOptions network;
   sqlite3* db = nullptr;
   std::mutex mu;  // serializes use of db
 
@@ -321,7 +337,9 @@ Result<HttpFile> HttpSource::Impl::Get(const std::string& url, const UrlParts& p
 
   KILN_ASSIGN_OR_RETURN(content::Writer writer, store.NewWriter());
   util::Sha256 hash;
+  util::Deadline deadline(network);
   Transfer t;
+  t.deadline = &deadline;
   t.curl = curl;
   t.writer = &writer;
   t.hash = &hash;
@@ -346,9 +364,11 @@ Result<HttpFile> HttpSource::Impl::Get(const std::string& url, const UrlParts& p
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "kiln");
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(network.connect_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                   std::max(1L, static_cast<long>((network.stall_timeout.count() + 999) / 1000)));
   curl_easy_setopt(curl, CURLOPT_FILETIME, 1L);
   // Environment proxies apply, but never to loopback servers; the user's
   // NO_PROXY list is kept (setting CURLOPT_NOPROXY replaces it).
@@ -373,6 +393,10 @@ Result<HttpFile> HttpSource::Impl::Get(const std::string& url, const UrlParts& p
   if (rc != CURLE_OK) {
     if (options.cancel != nullptr && options.cancel->cancelled()) {
       return options.cancel->Check().Annotate("fetching " + shown);
+    }
+    if (t.deadline_exceeded) {
+      return Status::IOError(util::DeadlineMessage("fetching " + shown, deadline,
+                                                   util::RaiseHint(network, "timeout")));
     }
     if (rc == CURLE_WRITE_ERROR && !t.write_error.ok()) {
       return t.write_error.Annotate("fetching " + shown);
@@ -433,10 +457,12 @@ HttpSource::HttpSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpSource::~HttpSource() = default;
 
 Result<std::shared_ptr<HttpSource>> HttpSource::Open(const content::Store& store,
-                                                     const std::filesystem::path& cache_db) {
+                                                     const std::filesystem::path& cache_db,
+                                                     const util::NetworkOptions& network) {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   auto impl = std::make_unique<Impl>(store);
   impl->cache_db = cache_db;
+  impl->network = network;
   // util::OpenSqlite: WAL and the schema set up safely while other kiln
   // processes open the same file (issue 15, failure 8), mode 0600.
   util::SqliteOptions options;

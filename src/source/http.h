@@ -19,12 +19,14 @@
 #include "content/store.h"
 #include "util/cancel.h"
 #include "util/digest.h"
+#include "util/network.h"
 #include "util/status.h"
 
 namespace kiln::source {
 
 struct HttpFetchOptions {
   std::optional<util::Digest> checksum;  // http.checksum
+  // The transfer ends within about a second of its cancellation (kCancelled).
   util::Canceller* cancel = nullptr;
 };
 
@@ -38,8 +40,12 @@ struct HttpFile {
 class HttpSource {
  public:
   // `cache_db`: ROOT/http-cache.db.
+  // `network`: connect timeout, stall window and the deadline of one
+  // fetch (util::NetworkOptions); a fetch past its deadline is kIOError
+  // naming the URL (redacted) and how to allow more time.
   static Result<std::shared_ptr<HttpSource>> Open(const content::Store& store,
-                                                  const std::filesystem::path& cache_db);
+                                                  const std::filesystem::path& cache_db,
+                                                  const util::NetworkOptions& network = {});
   ~HttpSource();
   Result<HttpFile> Fetch(const std::string& url, const HttpFetchOptions& options);
 

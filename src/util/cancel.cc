@@ -1,5 +1,6 @@
 #include "util/cancel.h"
 
+#include <thread>
 #include <vector>
 
 namespace kiln::util {
@@ -14,6 +15,7 @@ void Canceller::Cancel(std::string why) {
     for (auto& [id, fn] : callbacks_) run.push_back(std::move(fn));
     callbacks_.clear();
   }
+  cv_.notify_all();
   for (auto& fn : run) fn();
 }
 
@@ -39,6 +41,17 @@ int Canceller::OnCancel(std::function<void()> fn) {
 void Canceller::Remove(int handle) {
   std::lock_guard<std::mutex> lock(mu_);
   callbacks_.erase(handle);
+}
+
+bool Canceller::WaitFor(std::chrono::milliseconds d) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, d, [this] { return cancelled_.load(); });
+}
+
+bool SleepUnlessCancelled(const Canceller* canceller, std::chrono::milliseconds d) {
+  if (canceller != nullptr) return canceller->WaitFor(d);
+  std::this_thread::sleep_for(d);
+  return false;
 }
 
 }  // namespace kiln::util

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,13 +33,21 @@ class Canceller {
   int OnCancel(std::function<void()> fn);
   void Remove(int handle);
 
+  // Sleeps for `d` or until cancelled, whichever comes first (backoff
+  // between retries). Returns whether the build is cancelled.
+  bool WaitFor(std::chrono::milliseconds d) const;
+
  private:
   std::atomic<bool> cancelled_{false};
   mutable std::mutex mu_;
+  mutable std::condition_variable cv_;  // notified by Cancel()
   std::string why_;
   int next_ = 0;
   std::map<int, std::function<void()>> callbacks_;
 };
+
+// Canceller::WaitFor, or a plain sleep when `canceller` is null.
+bool SleepUnlessCancelled(const Canceller* canceller, std::chrono::milliseconds d);
 
 // Registers a callback for the lifetime of this object (nothing when
 // `canceller` is null).

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -193,13 +194,49 @@ TEST_F(KilnConfigTest, MissingDefaultFileIsEmptyButNamedFileMustExist) {
 TEST_F(KilnConfigTest, BadInputNamesFileAndMember) {
   const std::string where = "kiln config " + (dir_ / "config.json").string();
   EXPECT_EQ(LoadConfig(Write(R"({"insecure_registries": []})"), true).status().message(),
-            where + ": unknown setting \"insecure_registries\" (known: insecure-registries)");
+            where +
+                ": unknown setting \"insecure_registries\" (known: insecure-registries, "
+                "network)");
   EXPECT_EQ(LoadConfig(Write(R"({"insecure-registries": "a:5000"})"), true).status().message(),
             where + ": \"insecure-registries\" must be an array of \"host[:port]\" strings");
   EXPECT_EQ(LoadConfig(Write(R"({"insecure-registries": ["a", 5]})"), true).status().message(),
             where + ": insecure-registries[1] must be a non-empty \"host[:port]\" string");
   EXPECT_EQ(LoadConfig(Write("[]"), true).status().message(), where + ": expected a JSON object");
   EXPECT_FALSE(LoadConfig(Write("{"), true).ok());
+}
+
+TEST_F(KilnConfigTest, ReadsNetworkLimitsAndNamesTheFileInTheHint) {
+  auto c = LoadConfig(Write(R"({"network": {"timeout": 2.5, "connect-timeout": 10,
+                                             "stall-timeout": 60, "min-rate": 1024}})"),
+                      true);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->network.timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(c->network.connect_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c->network.stall_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(c->network.min_rate, 1024u);
+  EXPECT_EQ(util::RaiseHint(c->network, "timeout"),
+            "raise it with {\"network\": {\"timeout\": SECONDS}} in the kiln config " +
+                (dir_ / "config.json").string());
+  // Defaults, and the default file named even when it does not exist.
+  auto d = LoadConfig(dir_ / "absent.json", false);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->network.timeout, std::chrono::seconds(300));
+  EXPECT_EQ(d->network.stall_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(d->network.config_file, (dir_ / "absent.json").string());
+}
+
+TEST_F(KilnConfigTest, BadNetworkSettingsNameTheMember) {
+  const std::string where = "kiln config " + (dir_ / "config.json").string();
+  EXPECT_EQ(LoadConfig(Write(R"({"network": {"timeuot": 5}})"), true).status().message(),
+            where +
+                ": unknown setting \"network.timeuot\" (known: timeout, connect-timeout, "
+                "stall-timeout, min-rate)");
+  EXPECT_EQ(LoadConfig(Write(R"({"network": {"timeout": "5s"}})"), true).status().message(),
+            where + ": network.timeout must be a number of seconds between 0.001 and 86400");
+  EXPECT_EQ(LoadConfig(Write(R"({"network": {"timeout": 0}})"), true).status().message(),
+            where + ": network.timeout must be a number of seconds between 0.001 and 86400");
+  EXPECT_FALSE(LoadConfig(Write(R"({"network": {"min-rate": -1}})"), true).ok());
+  EXPECT_FALSE(LoadConfig(Write(R"({"network": 5})"), true).ok());
 }
 
 }  // namespace
