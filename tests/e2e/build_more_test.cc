@@ -365,7 +365,8 @@ TEST_F(RunMountTest, NetworkNoneHasOnlyLoopback) {
             "ARG REGISTRY\n"
             "FROM ${REGISTRY}/busybox:latest\n"
             "RUN --network=none cat /proc/net/dev > /netdev\n"
-            "RUN cat /proc/net/dev > /hostdev\n");
+            "RUN cat /proc/net/dev > /defaultdev\n"
+            "RUN --network=host cat /proc/net/dev > /hostdev\n");
   RunResult r = Build();
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   auto f = Image().files;
@@ -383,8 +384,12 @@ TEST_F(RunMountTest, NetworkNoneHasOnlyLoopback) {
     return names;
   };
   EXPECT_EQ(interfaces(f["netdev"].data), std::set<std::string>{"lo"}) << f["netdev"].data;
+  // Issue 15: the default is a namespace of the step's own (slirp4netns's
+  // tap0), the host's network only on request.
+  EXPECT_EQ(interfaces(f["defaultdev"].data), (std::set<std::string>{"lo", "tap0"}))
+      << f["defaultdev"].data;
   EXPECT_EQ(interfaces(f["hostdev"].data), interfaces(ReadAll("/proc/net/dev")))
-      << "the default network is the host's: " << f["hostdev"].data;
+      << "--network=host is the host's network: " << f["hostdev"].data;
 }
 
 // ------------------------------------------------------------ stage selection
