@@ -755,6 +755,50 @@ Result<std::unique_ptr<Executor>> Executor::Open(Options options) {
   return std::unique_ptr<Executor>(new Executor(std::move(impl)));
 }
 
+Result<util::ReapStats> ReapContainers(const fs::path& state_dir, const util::StaleFn& stale) {
+  util::ReapStats stats;
+  std::set<std::string> ids;
+  for (const char* sub : {"runtime", "bundles"}) {
+    std::error_code ec;
+    fs::directory_iterator it(state_dir / sub, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) continue;
+      return Status::IOError("cannot list " + (state_dir / sub).string() + ": " + ec.message());
+    }
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename();
+      if (stale(name)) ids.insert(name);
+    }
+  }
+  for (const std::string& id : ids) {
+    // Processes still in the container's cgroups are killed first: the
+    // container may still be writing into a snapshot.
+    if (!RemoveCgroups(id)) {
+      return Status::FailedPrecondition("cannot stop the stale container " + id +
+                                        ": processes remain in its cgroup /kiln/" + id);
+    }
+    for (const char* sub : {"runtime", "bundles"}) {
+      const fs::path p = state_dir / sub / id;
+      if (::access(p.c_str(), F_OK) != 0) continue;
+      (void)umount2((p / "secrets").c_str(), MNT_DETACH);
+      uint64_t bytes = 0;
+      std::error_code ec;
+      for (auto it = fs::recursive_directory_iterator(p, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        struct stat st;
+        if (::lstat(it->path().c_str(), &st) == 0)
+          bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+      fs::remove_all(p, ec);
+      if (!ec) {
+        ++stats.items;
+        stats.bytes += bytes;
+      }
+    }
+  }
+  return stats;
+}
+
 Status Executor::Run(const ProcessSpec& process, const RunOptions& options) {
   return impl_->Run(process, options);
 }
@@ -824,7 +868,9 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
                        rootfs.string());
   }
 
-  const std::string id = "kiln-" + RandomHex(8);
+  // The owner tag first: a later kiln tells a killed one's containers from
+  // a live one's by it (util/owner.h).
+  const std::string id = util::OwnerTag() + "-" + RandomHex(8);
   BundleGuard guard;
   const fs::path bundle = bundles / id;
   if (mkdir(bundle.c_str(), 0700) != 0)

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "util/cancel.h"
+#include "util/owner.h"
 #include "util/status.h"
 
 namespace kiln::executor {
@@ -105,5 +106,12 @@ class Executor {
   explicit Executor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Stops and removes the containers under `state_dir` (an Options::state_dir)
+// whose ids `stale` accepts: what a killed kiln left (util/owner.h). Every
+// process left in such a container's cgroups is killed before its runtime
+// state and bundle are removed; kFailedPrecondition when one cannot be.
+Result<util::ReapStats> ReapContainers(const std::filesystem::path& state_dir,
+                                       const util::StaleFn& stale);
 
 }  // namespace kiln::executor

@@ -645,6 +645,20 @@ TEST_F(ExecutorTest, ContainerDiesWithItsKilledProcess) {
   while (sleepers() > 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(2))
     usleep(10000);
   EXPECT_EQ(sleepers(), 0) << "the container outlived the process that ran it";
+
+  // What the killed process left (runtime state, bundle, cgroups) goes
+  // with ReapContainers.
+  std::set<std::string> ids;
+  for (const auto& e : fs::directory_iterator(tmp_ / "state/bundles"))
+    ids.insert(e.path().filename());
+  ASSERT_EQ(ids.size(), 1u);
+  Result<util::ReapStats> reaped =
+      ReapContainers(tmp_ / "state", [](std::string_view) { return true; });
+  ASSERT_TRUE(reaped.ok()) << reaped.status().ToString();
+  EXPECT_GE(reaped->items, 1u);
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/runtime"));
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/devices/kiln/" + *ids.begin()));
 }
 
 }  // namespace

@@ -3,9 +3,12 @@
 // network modes, --target / --no-cache-filter, users by name, the copy
 // snapshotter, `kiln du` / `kiln prune`, and reproducible output archives.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -14,6 +17,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "build_harness.h"
@@ -618,6 +622,147 @@ TEST_F(DuPruneTest, PruneEmptiesTheCacheAndARebuildRunsEverything) {
   EXPECT_EQ(f["one.txt"].data, "1\n");
   EXPECT_EQ(f["ran"].data, "ran\n");
   EXPECT_TRUE(f.count("bin/busybox"));
+}
+
+// ------------------------------------------------------------ killed builds
+
+using KilledBuildTest = BuildTest;
+
+// Processes whose command line is exactly `sleep SECONDS`.
+int CountSleepers(const std::string& seconds) {
+  int n = 0;
+  const std::string want = std::string("sleep") + '\0' + seconds + '\0';
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    if (ReadAll(e.path() / "cmdline") == want) ++n;
+  }
+  return n;
+}
+
+// Entries of a directory ("" when it does not exist).
+std::set<std::string> DirEntries(const fs::path& dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    out.insert(it->path().filename());
+  }
+  return out;
+}
+
+// Guards issue 15 failure 7: a kiln killed by SIGKILL during `RUN sleep`
+// left the container running (crun re-parents it), writing into a snapshot
+// that `kiln prune` then deleted, and left its temporary files (bundles,
+// runtime state, snapshot temp entries) for ever. Now: the container dies
+// within 2 s of kiln; a kiln on the same root while the build is alive
+// touches nothing of it; the next one reaps what the killed one left and
+// says so.
+TEST_F(KilledBuildTest, ContainerDiesWithKilnAndTheNextKilnReapsItsLeftovers) {
+  const std::string seconds = "1000" + std::to_string(getpid() % 100000);
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN echo data > /file && sleep " +
+                seconds + "\n");
+  const fs::path log = dir_.path() / "killed.log";
+  std::vector<std::string> args = {kiln::testing::KilnBinary(),
+                                   "--root",
+                                   root().string(),
+                                   "build",
+                                   "--progress",
+                                   "plain",
+                                   "--build-arg",
+                                   "REGISTRY=" + registry_,
+                                   "-o",
+                                   "type=oci,dest=" + out().string(),
+                                   ctx().string()};
+  pid_t kiln = fork();
+  ASSERT_GE(kiln, 0);
+  if (kiln == 0) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    ::unsetenv("KILN_ROOT");
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (CountSleepers(seconds) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(CountSleepers(seconds), 1) << ReadAll(log);
+
+  // A kiln on the same root while the build lives: nothing of it is reaped.
+  const std::set<std::string> bundles = DirEntries(root() / "executor/bundles");
+  ASSERT_EQ(bundles.size(), 1u);
+  RunResult during = Kiln({"du"});
+  ASSERT_EQ(during.exit_code, 0) << Describe(during);
+  EXPECT_EQ(during.err.find("reaped"), std::string::npos) << during.err;
+  EXPECT_EQ(CountSleepers(seconds), 1) << "a live build's container was killed";
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), bundles);
+
+  ASSERT_EQ(::kill(kiln, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(kiln, &status, 0), kiln);
+  const auto killed = std::chrono::steady_clock::now();
+  while (CountSleepers(seconds) > 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(2)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(CountSleepers(seconds), 0) << "the container outlived kiln";
+  EXPECT_FALSE(DirEntries(root() / "snapshots/.tmp").empty()) << "nothing left to reap?";
+  EXPECT_FALSE(DirEntries(root() / "executor/bundles").empty());
+
+  // The next kiln to take the root lock reaps it all, and says so.
+  RunResult next = Kiln({"du"});
+  ASSERT_EQ(next.exit_code, 0) << Describe(next);
+  EXPECT_TRUE(std::regex_search(next.err,
+                                std::regex("reaped [0-9]+ stale items \\([0-9.]+ ?[kMG]?B\\) left "
+                                           "by a killed kiln\n")))
+      << next.err;
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "executor/runtime"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.tmp"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.mounts"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "content/ingest"), std::set<std::string>{});
+  for (const std::string& id : bundles) {
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup/devices/kiln/" + id)) << "cgroup of " << id;
+  }
+  RunResult again = Kiln({"du"});
+  EXPECT_EQ(again.err.find("reaped"), std::string::npos) << again.err;
+
+  // And the root still builds.
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN echo ok > /ok\n");
+  RunResult rebuild = Build();
+  ASSERT_EQ(rebuild.exit_code, 0) << Describe(rebuild);
+  EXPECT_EQ(Image().files["ok"].data, "ok\n");
+}
+
+// Guards issue 15 failure 7 (prune): `kiln prune` after a killed build
+// collects its leftovers too, and only then removes snapshots.
+TEST_F(KilledBuildTest, PruneReapsWhatAKilledKilnLeft) {
+  // Leftovers as a killed kiln leaves them: a registered owner that is no
+  // longer locked, its temp entries, and an untagged entry of an older kiln.
+  const std::string tag = "k0123456789ab";
+  fs::create_directories(root() / "owners");
+  WriteFile(root() / "owners" / tag, "");
+  WriteFile(root() / "snapshots/.tmp" / (tag + "-abc/fs/big"), std::string(1 << 20, 'x'));
+  fs::create_directories(root() / "snapshots/.mounts" / (tag + "-abc"));
+  WriteFile(root() / "executor/bundles" / (tag + "-0011223344556677/config.json"), "{}");
+  WriteFile(root() / "content/ingest" / (tag + "-AbCdEf"), std::string(4096, 'y'));
+  WriteFile(root() / "snapshots/.tmp/legacy/fs/f", "old");
+  RunResult prune = Kiln({"prune"});
+  ASSERT_EQ(prune.exit_code, 0) << Describe(prune);
+  EXPECT_NE(prune.err.find("reaped 5 stale items ("), std::string::npos) << prune.err;
+  EXPECT_EQ(DirEntries(root() / "snapshots/.tmp"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.mounts"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "content/ingest"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "owners"), std::set<std::string>{});
 }
 
 // ------------------------------------------------------------ reproducibility
