@@ -98,6 +98,13 @@ class CanaryDisk {
     while (!device_.empty() && device_.back() == '\n') device_.pop_back();
     struct stat st;
     if (!device_.empty() && ::stat(device_.c_str(), &st) == 0) rdev_ = st.st_rdev;
+    // Attaching makes the kernel (and udev, if any) read the device: wait
+    // until its counters settle before a test takes them.
+    for (int i = 0; rdev_ != 0 && i < 40; ++i) {
+      auto before = Io();
+      usleep(50000);
+      if (Io() == before) break;
+    }
   }
   ~CanaryDisk() {
     if (!device_.empty()) HostSh("losetup -d " + device_);
