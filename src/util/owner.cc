@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 
 namespace kiln::util {
 
@@ -47,7 +49,18 @@ bool ValidTag(std::string_view s) {
 }  // namespace
 
 const std::string& OwnerTag() {
-  static const std::string tag = MakeTag();
+  // Made again in a forked child (one that does not exec is another owner).
+  static std::mutex mu;
+  static std::string tag;
+  static std::atomic<pid_t> made_in{0};
+  const pid_t self = ::getpid();
+  if (made_in.load() != self) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (made_in.load() != self) {
+      tag = MakeTag();
+      made_in.store(self);
+    }
+  }
   return tag;
 }
 

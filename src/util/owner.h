@@ -29,7 +29,7 @@
 
 namespace kiln::util {
 
-// This process's tag.
+// This process's tag (a forked child gets a new one on its first call).
 const std::string& OwnerTag();
 
 // What a module's reaper removed.
