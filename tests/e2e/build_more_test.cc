@@ -830,12 +830,41 @@ TEST_F(KilledBuildTest, PruneReapsWhatAKilledKilnLeft) {
   WriteFile(root() / "owners" / tag, "");
   WriteFile(root() / "snapshots/.tmp" / (tag + "-abc/fs/big"), std::string(1 << 20, 'x'));
   fs::create_directories(root() / "snapshots/.mounts" / (tag + "-abc"));
-  WriteFile(root() / "executor/bundles" / (tag + "-0011223344556677/config.json"), "{}");
+  const std::string id = tag + "-0011223344556677";
+  WriteFile(root() / "executor/bundles" / id / "config.json", "{}");
+  WriteFile(root() / "executor/runtime" / id / "status", "{}");
   WriteFile(root() / "content/ingest" / (tag + "-AbCdEf"), std::string(4096, 'y'));
   WriteFile(root() / "snapshots/.tmp/legacy/fs/f", "old");
+  // The container still runs (as one left by a kiln without the PID
+  // namespace fix would): a process in its cgroup.
+  const std::string seconds = "2000" + std::to_string(getpid() % 100000);
+  pid_t sleeper = fork();
+  ASSERT_GE(sleeper, 0);
+  if (sleeper == 0) {
+    ::execl("/bin/sleep", "sleep", seconds.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const fs::path cgroup = "/sys/fs/cgroup/devices/kiln/" + id;
+  fs::create_directories(cgroup);
+  WriteFile(cgroup / "cgroup.procs", std::to_string(sleeper));
   RunResult prune = Kiln({"prune"});
   ASSERT_EQ(prune.exit_code, 0) << Describe(prune);
-  EXPECT_NE(prune.err.find("reaped 5 stale items ("), std::string::npos) << prune.err;
+  int status = 0;
+  pid_t waited = 0;
+  for (int i = 0; i < 200 && waited == 0; ++i) {
+    waited = ::waitpid(sleeper, &status, WNOHANG);
+    if (waited == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (waited == 0) {  // not reaped: stop it here so the test ends
+    ::kill(sleeper, SIGKILL);
+    ::waitpid(sleeper, &status, 0);
+    ADD_FAILURE() << "prune left the stale container running";
+  } else {
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  }
+  EXPECT_FALSE(fs::exists(cgroup));
+  EXPECT_NE(prune.err.find("reaped 6 stale items ("), std::string::npos) << prune.err;
+  EXPECT_EQ(DirEntries(root() / "executor/runtime"), std::set<std::string>{});
   EXPECT_EQ(DirEntries(root() / "snapshots/.tmp"), std::set<std::string>{});
   EXPECT_EQ(DirEntries(root() / "snapshots/.mounts"), std::set<std::string>{});
   EXPECT_EQ(DirEntries(root() / "executor/bundles"), std::set<std::string>{});
