@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <memory>
@@ -755,7 +756,29 @@ Result<std::unique_ptr<Executor>> Executor::Open(Options options) {
   return std::unique_ptr<Executor>(new Executor(std::move(impl)));
 }
 
+// Removes the empty cgroups of kiln containers (`/kiln/<tag>-...`) that are
+// older than a minute, in every hierarchy: those of containers whose kiln
+// was killed and whose state root is gone, so no root's reaper will ever
+// name them. Processes are never touched here: the kernel refuses to
+// remove a cgroup that has some (a live container's), and a cgroup a
+// runtime has just made is younger than a minute.
+void RemoveOrphanCgroups() {
+  const auto now = fs::file_time_type::clock::now();
+  for (const fs::path& mnt : CgroupMounts()) {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(mnt / "kiln", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      if (!util::TagOf(it->path().filename().string())) continue;
+      std::error_code tec;
+      const auto mtime = fs::last_write_time(it->path(), tec);
+      if (tec || now - mtime < std::chrono::minutes(1)) continue;
+      (void)::rmdir(it->path().c_str());
+    }
+  }
+}
+
 Result<util::ReapStats> ReapContainers(const fs::path& state_dir, const util::StaleFn& stale) {
+  RemoveOrphanCgroups();
   util::ReapStats stats;
   std::set<std::string> ids;
   for (const char* sub : {"runtime", "bundles"}) {

@@ -111,6 +111,8 @@ class Executor {
 // whose ids `stale` accepts: what a killed kiln left (util/owner.h). Every
 // process left in such a container's cgroups is killed before its runtime
 // state and bundle are removed; kFailedPrecondition when one cannot be.
+// Also removes empty kiln container cgroups older than a minute whatever
+// root they came from (a killed kiln's whose root was deleted).
 Result<util::ReapStats> ReapContainers(const std::filesystem::path& state_dir,
                                        const util::StaleFn& stale);
 

@@ -653,6 +653,14 @@ TEST_F(ExecutorTest, ContainerDiesWithItsKilledProcess) {
     usleep(10000);
   EXPECT_EQ(sleepers(), 0) << "the container outlived the process that ran it";
 
+  // An empty cgroup of a container whose root is gone, made two minutes
+  // ago, and one just made (a runtime may be about to use it).
+  const fs::path orphan = "/sys/fs/cgroup/devices/kiln/k00000000000a-0000000000000001";
+  const fs::path fresh = "/sys/fs/cgroup/devices/kiln/k00000000000a-0000000000000002";
+  ASSERT_EQ(::mkdir(orphan.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(fresh.c_str(), 0755), 0);
+  fs::last_write_time(orphan, fs::file_time_type::clock::now() - std::chrono::minutes(2));
+
   // What the killed process left (runtime state, bundle, cgroups) goes
   // with ReapContainers.
   std::set<std::string> ids;
@@ -666,6 +674,9 @@ TEST_F(ExecutorTest, ContainerDiesWithItsKilledProcess) {
   EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
   EXPECT_TRUE(fs::is_empty(tmp_ / "state/runtime"));
   EXPECT_FALSE(fs::exists("/sys/fs/cgroup/devices/kiln/" + *ids.begin()));
+  EXPECT_FALSE(fs::exists(orphan)) << "an orphan cgroup stays";
+  EXPECT_TRUE(fs::exists(fresh)) << "a fresh cgroup was removed";
+  ::rmdir(fresh.c_str());
 }
 
 }  // namespace
