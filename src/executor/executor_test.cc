@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -570,6 +572,36 @@ TEST_F(ExecutorTest, HostBlockDevicesCannotBeOpened) {
   // (Not EXPECT_EQ: gtest's diff of two 1 MiB texts would exhaust memory.)
   EXPECT_TRUE(ReadFile(tmp_ / "canary.img") == disk.content()) << "the canary was written";
   EXPECT_EQ(disk.Io(), io_before) << "the loop device served a request";
+}
+
+// Without device control RUN is refused rather than run unconfined: a
+// child process that no longer sees the cgroup v1 "devices" hierarchy (this
+// host is not cgroup v2) gets kFailedPrecondition and nothing runs.
+TEST_F(ExecutorTest, NoDeviceControlRefusesToRun) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        umount2("/sys/fs/cgroup/devices", MNT_DETACH) != 0) {
+      _exit(2);
+    }
+    Result<std::unique_ptr<Executor>> e =
+        Executor::Open({.state_dir = tmp_ / "state-nodev", .runtime = ""});
+    if (!e.ok()) _exit(3);
+    RunOptions opts;
+    opts.rootfs = rootfs_;
+    Status st = (*e)->Run({.args = {"/bin/sh", "-c", "touch /ran"}}, opts);
+    const bool refused = st.code() == StatusCode::kFailedPrecondition &&
+                         st.message().find("RUN needs cgroup device control") != std::string::npos;
+    _exit(refused ? 0 : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 2) GTEST_SKIP() << "no cgroup v1 devices hierarchy to hide";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "not refused";
+  EXPECT_FALSE(fs::exists(rootfs_ / "ran"));
 }
 
 // The standard character devices stay usable, including a node RUN makes
