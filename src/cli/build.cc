@@ -50,6 +50,7 @@
 #include "util/cancel.h"
 #include "util/io.h"
 #include "util/metrics.h"
+#include "util/owner.h"
 
 namespace kiln::cli {
 namespace {
@@ -65,7 +66,44 @@ Result<std::string> ReadText(const fs::path& path, std::string_view what) {
   return ss.str();
 }
 
-// ROOT/lock: shared by builds, exclusive for prune.
+// Removes what killed kiln processes left under ROOT (util/owner.h):
+// containers (killed first), bundles and runtime state, snapshot temp
+// entries and mount points, ingest files. With `exclusive` (the caller holds
+// ROOT/lock exclusively, so no build is running) entries without an owner
+// tag (an older kiln's) go too. Says on stderr what it removed.
+Status ReapStale(const fs::path& root, bool exclusive) {
+  KILN_ASSIGN_OR_RETURN(util::StaleOwners owners, util::StaleOwners::Find(root));
+  auto stale = [&](std::string_view name) { return owners.IsStale(name, exclusive); };
+  util::ReapStats total;
+  std::error_code ec;
+  if (fs::exists(root / "executor", ec)) {
+    KILN_ASSIGN_OR_RETURN(util::ReapStats s, executor::ReapContainers(root / "executor", stale));
+    total.Add(s);
+  }
+  for (const char* dir : {"snapshots", "snapshots-copy"}) {
+    if (!fs::exists(root / dir, ec)) continue;
+    KILN_ASSIGN_OR_RETURN(util::ReapStats s, snapshot::ReapTemp(root / dir, stale));
+    total.Add(s);
+  }
+  if (fs::exists(root / "content" / "ingest", ec)) {
+    KILN_ASSIGN_OR_RETURN(content::Store store, content::Store::Open(root / "content"));
+    // Ingest files of processes that never register (kiln pull) are left
+    // to their lock and their age.
+    KILN_ASSIGN_OR_RETURN(util::ReapStats s,
+                          store.ReapIngest(stale, std::chrono::seconds(exclusive ? 0 : 60)));
+    total.Add(s);
+  }
+  if (total.items > 0) {
+    std::fprintf(stderr, "reaped %llu stale item%s (%s) left by a killed kiln\n",
+                 static_cast<unsigned long long>(total.items), total.items == 1 ? "" : "s",
+                 HumanSize(total.bytes).c_str());
+  }
+  return Status::Ok();
+}
+
+// ROOT/lock: shared by builds, exclusive for prune. Taking it registers
+// this process as an owner of temporary entries under ROOT and reaps what
+// killed processes left.
 class RootLock {
  public:
   static Result<RootLock> Acquire(const fs::path& root, bool exclusive) {
@@ -76,12 +114,16 @@ class RootLock {
     if (::flock(fd.get(), exclusive ? LOCK_EX : LOCK_SH) != 0) {
       return Status::IOError("cannot lock " + p.string());
     }
-    return RootLock(std::move(fd));
+    RootLock lock(std::move(fd));
+    KILN_ASSIGN_OR_RETURN(lock.owner_, util::OwnerRegistration::Register(root));
+    KILN_RETURN_IF_ERROR(ReapStale(root, exclusive));
+    return lock;
   }
 
  private:
   explicit RootLock(util::UniqueFd fd) : fd_(std::move(fd)) {}
   util::UniqueFd fd_;
+  util::OwnerRegistration owner_;
 };
 
 // SIGINT and SIGTERM cancel the build; a dedicated thread waits for them.

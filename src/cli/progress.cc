@@ -234,13 +234,20 @@ void Progress::Event(const solver::Event& e) {
       break;
     }
     case solver::Event::Kind::kCompleted:
+      // Output that ended without a newline is still a line.
+      if (!step.partial.empty()) {
+        lines.push_back(std::move(step.partial));
+        step.partial.clear();
+        keep(lines.back());
+      }
       step.state = State::kDone;
       step.elapsed = e.elapsed;
       break;
     case solver::Event::Kind::kError:
       if (!step.partial.empty()) {
-        keep(step.partial);
+        lines.push_back(std::move(step.partial));
         step.partial.clear();
+        keep(lines.back());
       }
       step.state = State::kError;
       step.elapsed = e.elapsed;
@@ -264,6 +271,10 @@ void Progress::Event(const solver::Event& e) {
 void Progress::PlainEvent(const solver::Event& e, Step& step,
                           const std::vector<std::string>& lines) {
   const std::string n = "#" + std::to_string(step.number);
+  // Complete lines of a log, or the unterminated last line of a step that
+  // ends (kCompleted, kError), come before the event's own line.
+  std::string out;
+  for (const std::string& l : lines) out += n + " " + l + "\n";
   switch (e.kind) {
     case solver::Event::Kind::kStarted:
       Emit(n + " " + e.name + "\n");
@@ -271,17 +282,14 @@ void Progress::PlainEvent(const solver::Event& e, Step& step,
     case solver::Event::Kind::kCached:
       Emit(n + " " + e.name + "\n" + n + " CACHED\n");
       break;
-    case solver::Event::Kind::kLog: {
-      std::string out;
-      for (const std::string& l : lines) out += n + " " + l + "\n";
+    case solver::Event::Kind::kLog:
       if (!out.empty()) Emit(out);
       break;
-    }
     case solver::Event::Kind::kCompleted:
-      Emit(n + " DONE " + Seconds(e.elapsed) + "\n");
+      Emit(out + n + " DONE " + Seconds(e.elapsed) + "\n");
       break;
     case solver::Event::Kind::kError:
-      Emit(n + " ERROR: " + e.data + "\n");
+      Emit(out + n + " ERROR: " + e.data + "\n");
       break;
   }
 }

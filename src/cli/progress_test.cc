@@ -154,6 +154,7 @@ TEST(ProgressPlain, ErrorsAndFailureContext) {
   EXPECT_EQ(cap.Text(),
             "#1 [1/1] RUN false\n"
             "#1 one\n"
+            "#1 two\n"
             "#1 ERROR: exit code 1\n"
             "#2 pushing r\n"
             "#2 ERROR: unauthorized\n");
@@ -168,6 +169,30 @@ TEST(ProgressPlain, ErrorsAndFailureContext) {
   EXPECT_EQ(p.FailureContext(def, "FROM alpine\nRUN false\n"),
             "\n  Dockerfile:2\n     2 | RUN false\n  last output:\n  > one\n  > two");
   EXPECT_EQ(p.FailureContext(graph::Definition{}, ""), "") << "a vertex the definition lacks";
+}
+
+// Guards issue 15 failure 10a: a RUN whose output ends without a newline
+// (`printf done`) lost that last line in --progress plain.
+TEST(ProgressPlain, PrintsTheLastLineWithoutANewline) {
+  Capture cap;
+  ProgressOptions o;
+  o.mode = ProgressMode::kPlain;
+  o.out = cap.file();
+  Progress p(o);
+  p.Event(Ev(Kind::kStarted, 0, "[1/2] RUN printf 'a\\nb'"));
+  p.Event(Ev(Kind::kLog, 0, "", "a\nb"));
+  p.Event(Ev(Kind::kCompleted, 0, "", "", 100ms));
+  p.Event(Ev(Kind::kStarted, 1, "[2/2] RUN printf x"));
+  p.Event(Ev(Kind::kLog, 1, "", "x"));
+  p.Event(Ev(Kind::kCompleted, 1, "", "", 100ms));
+  EXPECT_EQ(cap.Text(),
+            "#1 [1/2] RUN printf 'a\\nb'\n"
+            "#1 a\n"
+            "#1 b\n"
+            "#1 DONE 0.1s\n"
+            "#2 [2/2] RUN printf x\n"
+            "#2 x\n"
+            "#2 DONE 0.1s\n");
 }
 
 TEST(ProgressPlain, FailureContextKeepsTheLastTenLines) {

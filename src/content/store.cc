@@ -328,7 +328,7 @@ Status Store::CheckSupported(const Digest& digest) const {
 
 Result<Writer> Store::NewWriter(bool direct) const {
   const fs::path ingest = root_ / "ingest";
-  std::string name = (ingest / (std::to_string(::getpid()) + "-XXXXXX")).string();
+  std::string name = (ingest / (util::OwnerTag() + "-XXXXXX")).string();
   UniqueFd fd(::mkostemp(name.data(), O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus("cannot create an ingest file in", ingest, errno);
   if (::flock(fd.get(), LOCK_EX) != 0) {
@@ -518,6 +518,40 @@ Result<GcStats> Store::Gc(const std::vector<Digest>& roots, const ReferencesFn& 
     if (size.ok()) stats.bytes_removed += *size;
   }
   KILN_ASSIGN_OR_RETURN(stats.ingests_removed, CleanIngest(options.stale_ingest_age));
+  return stats;
+}
+
+Result<util::ReapStats> Store::ReapIngest(const util::StaleFn& stale,
+                                          std::chrono::seconds min_age) const {
+  const fs::path dir = root_ / "ingest";
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
+  const auto now = std::chrono::system_clock::now();
+  util::ReapStats stats;
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    const fs::path path = it->path();
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    const auto mtime = std::chrono::system_clock::time_point(
+        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec));
+    if (!stale(path.filename().string()) && now - mtime < min_age) continue;
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) continue;                                // committed or removed meanwhile
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a live writer holds it
+    struct stat locked;
+    if (::fstat(fd.get(), &locked) != 0 || ::lstat(path.c_str(), &st) != 0 ||
+        locked.st_ino != st.st_ino || locked.st_dev != st.st_dev) {
+      continue;
+    }
+    if (::unlink(path.c_str()) != 0) {
+      if (errno == ENOENT) continue;
+      return ErrnoStatus("cannot remove stale ingest file", path, errno);
+    }
+    ++stats.items;
+    stats.bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
   return stats;
 }
 

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "util/digest.h"
+#include "util/owner.h"
 #include "util/status.h"
 
 namespace kiln::content {
@@ -212,6 +213,11 @@ class Store {
                      const GcOptions& options = {}) const;
   // Removes stale ingest temp files only; returns how many.
   Result<uint64_t> CleanIngest(std::chrono::seconds min_age) const;
+  // Removes the ingest files no writer holds a lock on whose name `stale`
+  // accepts (a killed process's, util/owner.h) or that are at least
+  // `min_age` old.
+  Result<util::ReapStats> ReapIngest(const util::StaleFn& stale,
+                                     std::chrono::seconds min_age) const;
 
  private:
   explicit Store(std::filesystem::path root) : root_(std::move(root)) {}

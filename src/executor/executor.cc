@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -29,6 +31,7 @@
 #include "executor/emulation.h"
 #include "util/io.h"
 #include "util/json.h"
+#include "util/metrics.h"
 #include "util/rootfs.h"
 #include "util/userdb.h"
 
@@ -175,13 +178,31 @@ int ExitCodeOf(int wait_status) {
   return 255;
 }
 
+// How Spawn starts a program.
+struct SpawnOptions {
+  // Enter a private mount namespace where /sys/fs/cgroup/unified is covered
+  // by an empty tmpfs first: crun refuses hybrid cgroup hierarchies whose
+  // cgroup2 part has controllers, and kiln has it use the v1 ones.
+  bool hide_cgroup2 = false;
+  // Tie the program's life to the calling thread's (and so to kiln's): it
+  // gets SIGKILL when that thread ends, however kiln dies, including by
+  // SIGKILL (PR_SET_PDEATHSIG).
+  bool die_with_kiln = false;
+  // Run the program as pid 1 of a new PID namespace (implies
+  // die_with_kiln): when it dies the kernel kills every process of the
+  // namespace, those it re-parented included, before its parent's wait
+  // returns. An intermediate process in kiln's namespace relays the exit
+  // status (a signal N becomes exit code 128+N); Child::pid is that
+  // process, and killing it kills the namespace.
+  bool own_pid_namespace = false;
+  // Descriptors given to the program as 3, 4, ... (in order).
+  std::vector<int> extra_fds;
+};
+
 // Starts `argv` with stdin from /dev/null and stdout/stderr on the given
-// descriptors. With `hide_cgroup2` the child first enters a private mount
-// namespace where /sys/fs/cgroup/unified is covered by an empty tmpfs:
-// crun refuses hybrid cgroup hierarchies whose cgroup2 part has
-// controllers, and kiln asks it for no cgroups at all.
+// descriptors.
 Result<Child> Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd,
-                    bool hide_cgroup2) {
+                    const SpawnOptions& so = {}) {
   std::vector<char*> args;
   for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -189,12 +210,18 @@ Result<Child> Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd
   if (!null_fd.valid()) return Status::IOError("cannot open /dev/null: " + Errno(errno));
   static const char kHideFailed[] = "kiln: cannot hide /sys/fs/cgroup/unified from the runtime\n";
   static const char kExecFailed[] = "kiln: cannot execute the OCI runtime\n";
+  static const char kNsFailed[] = "kiln: cannot create a PID namespace for the runtime\n";
+  const pid_t kiln_pid = getpid();
+  const int nextra = static_cast<int>(so.extra_fds.size());
 
   pid_t pid = fork();
   if (pid < 0) return Status::IOError("fork: " + Errno(errno));
   if (pid == 0) {
     // Only async-signal-safe calls from here on.
-    if (hide_cgroup2) {
+    if (so.die_with_kiln || so.own_pid_namespace) {
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != kiln_pid) _exit(127);
+    }
+    if (so.hide_cgroup2) {
       if (unshare(CLONE_NEWNS) != 0 ||
           mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
           mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
@@ -203,8 +230,52 @@ Result<Child> Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd
         _exit(127);
       }
     }
+    // Move the extra descriptors out of the way of 0..2+n before placing them.
+    int moved[16];
+    if (nextra > 16) _exit(127);
+    for (int i = 0; i < nextra; ++i) {
+      moved[i] = fcntl(so.extra_fds[static_cast<size_t>(i)], F_DUPFD_CLOEXEC, 64);
+      if (moved[i] < 0) _exit(127);
+    }
     if (dup2(null_fd.get(), 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(127);
-    close_range(3, ~0U, 0);
+    for (int i = 0; i < nextra; ++i) {
+      if (dup2(moved[i], 3 + i) < 0) _exit(127);
+    }
+    close_range(static_cast<unsigned>(3 + nextra), ~0U, 0);
+    if (so.own_pid_namespace) {
+      // This process stays in kiln's namespace and relays; its child is
+      // pid 1 of the new one. `alive` tells that child whether this
+      // process still lives once it has asked for PR_SET_PDEATHSIG, which
+      // closes the window where this process died before it asked.
+      int alive[2];
+      if (unshare(CLONE_NEWPID) != 0 || pipe2(alive, O_CLOEXEC) != 0) {
+        (void)!write(2, kNsFailed, sizeof kNsFailed - 1);
+        _exit(127);
+      }
+      pid_t init = fork();
+      if (init < 0) _exit(127);
+      if (init == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(127);
+        close(alive[1]);
+        pollfd p = {alive[0], POLLIN, 0};
+        if (poll(&p, 1, 0) != 0) _exit(127);  // the relay is gone
+        close(alive[0]);
+        execv(args[0], args.data());
+        (void)!write(2, kExecFailed, sizeof kExecFailed - 1);
+        _exit(127);
+      }
+      close(alive[0]);
+      close(0);
+      close(1);
+      close(2);
+      int status = 0;
+      while (waitpid(init, &status, 0) < 0) {
+        if (errno != EINTR) _exit(127);
+      }
+      if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+      if (WIFSIGNALED(status)) _exit(128 + WTERMSIG(status));
+      _exit(255);
+    }
     execv(args[0], args.data());
     (void)!write(2, kExecFailed, sizeof kExecFailed - 1);
     _exit(127);
@@ -222,7 +293,7 @@ Result<Captured> RunAndCapture(const std::vector<std::string>& argv) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return Status::IOError("pipe: " + Errno(errno));
   UniqueFd rd(fds[0]), wr(fds[1]);
-  KILN_ASSIGN_OR_RETURN(Child child, Spawn(argv, wr.get(), wr.get(), false));
+  KILN_ASSIGN_OR_RETURN(Child child, Spawn(argv, wr.get(), wr.get()));
   wr.reset();
   Captured c;
   char buf[4096];
@@ -347,13 +418,17 @@ unsigned long long NofileLimit() {
   return kWanted;
 }
 
-// The nameserver, search and options lines of the host's resolv.conf.
-std::string ResolvConf() {
+// The nameserver, search and options lines of the host's resolv.conf; with
+// `nameserver` set, that replaces the host's nameservers (the sandbox
+// network's DNS forwarder).
+std::string ResolvConf(std::string_view nameserver = {}) {
   std::ifstream in("/etc/resolv.conf");
   std::string line, out;
+  if (!nameserver.empty()) out = "nameserver " + std::string(nameserver) + "\n";
   while (std::getline(in, line)) {
     std::string_view l = line;
     while (!l.empty() && (l.front() == ' ' || l.front() == '\t')) l.remove_prefix(1);
+    if (l.starts_with("nameserver") && !nameserver.empty()) continue;
     if (l.starts_with("nameserver") || l.starts_with("search") || l.starts_with("options") ||
         l.starts_with("domain")) {
       out.append(l);
@@ -361,6 +436,219 @@ std::string ResolvConf() {
     }
   }
   return out;
+}
+
+// slirp4netns's fixed addresses (its defaults, 10.0.2.0/24).
+constexpr char kSandboxDns[] = "10.0.2.3";
+
+// The network of a RUN step that asked for none in particular: a network
+// namespace of its own, held by a small process of kiln's, with a tap
+// device that slirp4netns connects to the outside through ordinary sockets
+// of the host (user-mode NAT). Inside: lo up, 10.0.2.100/24 on tap0, a
+// default route through 10.0.2.2 and DNS at 10.0.2.3; the host's loopback
+// is not reachable (--disable-host-loopback). Both processes die with kiln
+// (PR_SET_PDEATHSIG) and are stopped when this object goes.
+class SandboxNetwork {
+ public:
+  static Result<std::unique_ptr<SandboxNetwork>> Start(const std::string& slirp,
+                                                       const fs::path& log_path) {
+    auto net = std::unique_ptr<SandboxNetwork>(new SandboxNetwork);
+    int ready[2], hold[2];
+    if (pipe2(ready, O_CLOEXEC) != 0 || pipe2(hold, O_CLOEXEC) != 0)
+      return Status::IOError("pipe: " + Errno(errno));
+    UniqueFd ready_rd(ready[0]), ready_wr(ready[1]);
+    UniqueFd hold_rd(hold[0]);
+    net->hold_wr_ = UniqueFd(hold[1]);
+    const pid_t kiln_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return Status::IOError("fork: " + Errno(errno));
+    if (pid == 0) {
+      // Async-signal-safe calls only: make the namespace, say so, and keep
+      // it until the hold pipe closes (kiln is done with it, or dead).
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != kiln_pid) _exit(127);
+      char b = unshare(CLONE_NEWNET) == 0 ? 1 : 0;
+      (void)!write(ready_wr.get(), &b, 1);
+      close(net->hold_wr_.get());
+      char c;
+      while (read(hold_rd.get(), &c, 1) < 0 && errno == EINTR) {
+      }
+      _exit(0);
+    }
+    net->holder_ = pid;
+    ready_wr.reset();
+    hold_rd.reset();
+    char b = 0;
+    ssize_t n;
+    while ((n = read(ready_rd.get(), &b, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1 || b != 1) {
+      return Status::IOError("cannot create a network namespace for the RUN step");
+    }
+    net->netns_ = "/proc/" + std::to_string(pid) + "/ns/net";
+
+    // slirp4netns: configures the namespace, writes '1' to fd 3 when it is
+    // ready, and exits when fd 4 closes.
+    int sready[2], sexit[2];
+    if (pipe2(sready, O_CLOEXEC) != 0 || pipe2(sexit, O_CLOEXEC) != 0)
+      return Status::IOError("pipe: " + Errno(errno));
+    UniqueFd sready_rd(sready[0]), sready_wr(sready[1]), sexit_rd(sexit[0]);
+    net->exit_wr_ = UniqueFd(sexit[1]);
+    UniqueFd log(open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!log.valid()) return Status::IOError("cannot create " + log_path.string());
+    SpawnOptions so;
+    so.die_with_kiln = true;
+    so.extra_fds = {sready_wr.get(), sexit_rd.get()};
+    KILN_ASSIGN_OR_RETURN(Child helper,
+                          Spawn({slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
+                                 "--ready-fd=3", "--exit-fd=4", std::to_string(pid), "tap0"},
+                                log.get(), log.get(), so));
+    net->slirp_ = helper.pid;
+    sready_wr.reset();
+    sexit_rd.reset();
+    pollfd p = {sready_rd.get(), POLLIN, 0};
+    int r;
+    while ((r = poll(&p, 1, 10000)) < 0 && errno == EINTR) {
+    }
+    n = r == 1 ? read(sready_rd.get(), &b, 1) : -1;
+    if (n != 1) {
+      std::ifstream in(log_path);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      std::string text = ss.str();
+      while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+      if (text.size() > 1000) text = text.substr(text.size() - 1000);
+      return Status::IOError("slirp4netns did not set up the RUN step's network" +
+                             (text.empty() ? std::string() : ": " + text));
+    }
+    return net;
+  }
+
+  ~SandboxNetwork() {
+    exit_wr_.reset();
+    hold_wr_.reset();
+    for (pid_t pid : {slirp_, holder_}) {
+      if (pid <= 0) continue;
+      int status;
+      // slirp4netns exits when its exit fd closes; give it a moment.
+      bool gone = false;
+      for (int i = 0; i < 100 && !gone; ++i) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        gone = w == pid || (w < 0 && errno != EINTR);
+        if (!gone) usleep(1000);
+      }
+      if (!gone) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+      }
+    }
+  }
+
+  // The namespace, for the runtime spec.
+  const std::string& netns() const { return netns_; }
+
+ private:
+  SandboxNetwork() = default;
+  pid_t holder_ = -1, slirp_ = -1;
+  UniqueFd hold_wr_, exit_wr_;
+  std::string netns_;
+};
+
+// Mount points of the cgroup hierarchies (v1 and v2) this process sees.
+std::vector<fs::path> CgroupMounts() {
+  std::vector<fs::path> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream after(line.substr(dash + 3));
+    std::string type;
+    after >> type;
+    if (type != "cgroup" && type != "cgroup2") continue;
+    std::istringstream before(line.substr(0, dash));
+    std::string f, point;
+    for (int i = 0; i < 5 && before >> f; ++i) {
+      if (i == 4) point = f;
+    }
+    if (!point.empty()) out.emplace_back(point);
+  }
+  return out;
+}
+
+// Where the device policy is enforced: the cgroup v1 "devices" controller,
+// or a pure cgroup v2 host (eBPF device programs). Empty when neither.
+std::string DeviceControl() {
+  struct statfs sfs;
+  if (statfs("/sys/fs/cgroup", &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) return "cgroup v2";
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t dash = line.find(" - cgroup ");
+    if (dash == std::string::npos) continue;
+    std::string opts = "," + line.substr(line.rfind(' ') + 1) + ",";
+    if (opts.find(",devices,") != std::string::npos) return "cgroup v1 devices";
+  }
+  return "";
+}
+
+// The device cgroup rules of every RUN step, as runc and BuildKit give
+// containers by default: creating any device node is allowed (mknod), but
+// only the standard character devices can be read or written.
+nlohmann::json DeviceRules() {
+  nlohmann::json rules = nlohmann::json::array({
+      {{"allow", false}, {"access", "rwm"}},
+      {{"allow", true}, {"type", "c"}, {"access", "m"}},
+      {{"allow", true}, {"type", "b"}, {"access", "m"}},
+  });
+  struct Dev {
+    int major, minor;  // minor -1: any
+  };
+  // null, zero, full, random, urandom, tty, console, ptmx, /dev/pts/*.
+  for (Dev d : {Dev{1, 3}, Dev{1, 5}, Dev{1, 7}, Dev{1, 8}, Dev{1, 9}, Dev{5, 0}, Dev{5, 1},
+                Dev{5, 2}, Dev{136, -1}}) {
+    nlohmann::json r = {{"allow", true}, {"type", "c"}, {"major", d.major}, {"access", "rwm"}};
+    if (d.minor >= 0) r["minor"] = d.minor;
+    rules.push_back(r);
+  }
+  return rules;
+}
+
+// The cgroup (relative to each hierarchy's root) of container `id`.
+std::string CgroupPathOf(const std::string& id) { return "/kiln/" + id; }
+
+// SIGKILLs every process left in container `id`'s cgroups, then removes
+// them; true when none is left. Waits up to ~2 s for killed processes to
+// go.
+bool RemoveCgroups(const std::string& id) {
+  bool all = true;
+  for (const fs::path& mnt : CgroupMounts()) {
+    const fs::path dir = mnt / CgroupPathOf(id).substr(1);
+    struct stat st;
+    if (::stat(dir.c_str(), &st) != 0) continue;
+    bool removed = false;
+    for (int i = 0; i < 200 && !removed; ++i) {
+      std::error_code ec;
+      // Nested cgroups (a runtime may make some) go first.
+      std::vector<fs::path> dirs;
+      for (auto it = fs::recursive_directory_iterator(dir, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_directory(ec)) dirs.push_back(it->path());
+      }
+      dirs.push_back(dir);
+      std::sort(dirs.begin(), dirs.end(), std::greater<>());
+      for (const fs::path& d : dirs) {
+        std::ifstream procs(d / "cgroup.procs");
+        pid_t pid;
+        while (procs >> pid) ::kill(pid, SIGKILL);
+        (void)::rmdir(d.c_str());
+      }
+      removed = ::rmdir(dir.c_str()) == 0 || errno == ENOENT;
+      if (!removed) usleep(10000);
+    }
+    all = all && removed;
+  }
+  return all;
 }
 
 std::string JoinArgs(const std::vector<std::string>& args) {
@@ -415,11 +703,24 @@ struct Executor::Impl {
   unsigned long long nofile = 1048576;
   fs::path runtime_root;  // --root of the runtime
   fs::path bundles;
+  std::string device_control;  // DeviceControl(); "" = none: RUN refuses
+  std::string slirp_path;      // slirp4netns, "" when not installed
 
   std::vector<std::string> RuntimeArgs() const {
     std::vector<std::string> argv = {runtime_path};
-    if (runtime_name == "crun") argv.push_back("--cgroup-manager=disabled");
+    if (runtime_name == "crun") argv.push_back("--cgroup-manager=cgroupfs");
     return argv;
+  }
+
+  // Removes what is left of container `id` once its PID namespace is gone
+  // (the runtime was killed before it could delete it): its cgroups and its
+  // state directory. The runtime's own `delete` is not used: its state
+  // records the container's pid as seen inside that namespace, which names
+  // another process (or none) out here.
+  void RemoveContainer(const std::string& id) const {
+    (void)RemoveCgroups(id);
+    std::error_code ec;
+    fs::remove_all(runtime_root / id, ec);
   }
 
   Status Run(const ProcessSpec& process, const RunOptions& options);
@@ -479,9 +780,77 @@ Result<std::unique_ptr<Executor>> Executor::Open(Options options) {
       return Status::IOError("cannot chmod " + dir.string() + ": " + Errno(errno));
   }
   impl->hide_cgroup2 = impl->runtime_name == "crun" && HybridCgroupWithControllers();
+  impl->device_control = DeviceControl();
+  impl->slirp_path = FindInPath("slirp4netns");
   impl->nofile = NofileLimit();
   impl->options = std::move(options);
   return std::unique_ptr<Executor>(new Executor(std::move(impl)));
+}
+
+// Removes the empty cgroups of kiln containers (`/kiln/<tag>-...`) that are
+// older than a minute, in every hierarchy: those of containers whose kiln
+// was killed and whose state root is gone, so no root's reaper will ever
+// name them. Processes are never touched here: the kernel refuses to
+// remove a cgroup that has some (a live container's), and a cgroup a
+// runtime has just made is younger than a minute.
+void RemoveOrphanCgroups() {
+  const auto now = fs::file_time_type::clock::now();
+  for (const fs::path& mnt : CgroupMounts()) {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(mnt / "kiln", ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      if (!util::TagOf(it->path().filename().string())) continue;
+      std::error_code tec;
+      const auto mtime = fs::last_write_time(it->path(), tec);
+      if (tec || now - mtime < std::chrono::minutes(1)) continue;
+      (void)::rmdir(it->path().c_str());
+    }
+  }
+}
+
+Result<util::ReapStats> ReapContainers(const fs::path& state_dir, const util::StaleFn& stale) {
+  RemoveOrphanCgroups();
+  util::ReapStats stats;
+  std::set<std::string> ids;
+  for (const char* sub : {"runtime", "bundles"}) {
+    std::error_code ec;
+    fs::directory_iterator it(state_dir / sub, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) continue;
+      return Status::IOError("cannot list " + (state_dir / sub).string() + ": " + ec.message());
+    }
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename();
+      if (stale(name)) ids.insert(name);
+    }
+  }
+  for (const std::string& id : ids) {
+    // Processes still in the container's cgroups are killed first: the
+    // container may still be writing into a snapshot.
+    if (!RemoveCgroups(id)) {
+      return Status::FailedPrecondition("cannot stop the stale container " + id +
+                                        ": processes remain in its cgroup /kiln/" + id);
+    }
+    for (const char* sub : {"runtime", "bundles"}) {
+      const fs::path p = state_dir / sub / id;
+      if (::access(p.c_str(), F_OK) != 0) continue;
+      (void)umount2((p / "secrets").c_str(), MNT_DETACH);
+      uint64_t bytes = 0;
+      std::error_code ec;
+      for (auto it = fs::recursive_directory_iterator(p, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        struct stat st;
+        if (::lstat(it->path().c_str(), &st) == 0)
+          bytes += static_cast<uint64_t>(st.st_blocks) * 512;
+      }
+      fs::remove_all(p, ec);
+      if (!ec) {
+        ++stats.items;
+        stats.bytes += bytes;
+      }
+    }
+  }
+  return stats;
 }
 
 Status Executor::Run(const ProcessSpec& process, const RunOptions& options) {
@@ -508,6 +877,19 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
   }
   const RunOptions& options = *chosen;
   if (options.cancel) KILN_RETURN_IF_ERROR(options.cancel->Check());
+  // Without device control a step could open the host's disks through a
+  // node it makes or a layer ships: refuse rather than run unconfined.
+  if (device_control.empty()) {
+    return Status::FailedPrecondition(
+        "RUN needs cgroup device control to keep the step away from the host's devices, and "
+        "this host has none (no cgroup v1 \"devices\" hierarchy is mounted and /sys/fs/cgroup "
+        "is not cgroup v2)");
+  }
+  if (process.network == Network::kSandbox && slirp_path.empty()) {
+    return Status::FailedPrecondition(
+        "RUN's default network needs slirp4netns, which is not on PATH; install it (apt-get "
+        "install slirp4netns), or use RUN --network=none or --network=host");
+  }
   if (process.args.empty())
     return Status::InvalidArgument("executor: the process has no arguments");
   if (process.cwd.empty() || process.cwd[0] != '/') {
@@ -551,7 +933,9 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
                        rootfs.string());
   }
 
-  const std::string id = "kiln-" + RandomHex(8);
+  // The owner tag first: a later kiln tells a killed one's containers from
+  // a live one's by it (util/owner.h).
+  const std::string id = util::OwnerTag() + "-" + RandomHex(8);
   BundleGuard guard;
   const fs::path bundle = bundles / id;
   if (mkdir(bundle.c_str(), 0700) != 0)
@@ -563,7 +947,14 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
                                      (process.hostname.empty() ? "" : " " + process.hostname) +
                                      "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
                                  0644));
-  KILN_RETURN_IF_ERROR(WriteFile(bundle / "resolv.conf", ResolvConf(), 0644));
+  KILN_RETURN_IF_ERROR(
+      WriteFile(bundle / "resolv.conf",
+                ResolvConf(process.network == Network::kSandbox ? kSandboxDns : ""), 0644));
+  std::unique_ptr<SandboxNetwork> network;
+  if (process.network == Network::kSandbox) {
+    KILN_METRIC("executor: sandbox network setup");
+    KILN_ASSIGN_OR_RETURN(network, SandboxNetwork::Start(slirp_path, bundle / "network.log"));
+  }
 
   // Secrets: bytes in a private tmpfs of this run only.
   std::vector<fs::path> secret_files(options.mounts.size());
@@ -654,6 +1045,7 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
   nlohmann::json namespaces = nlohmann::json::array(
       {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}});
   if (process.network == Network::kNone) namespaces.push_back({{"type", "network"}});
+  if (network) namespaces.push_back({{"type", "network"}, {"path", network->netns()}});
 
   nlohmann::json config = {
       {"ociVersion", "1.0.2"},
@@ -671,6 +1063,8 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
       {"mounts", mounts},
       {"linux",
        {{"namespaces", namespaces},
+        {"cgroupsPath", CgroupPathOf(id)},
+        {"resources", {{"devices", DeviceRules()}}},
         {"maskedPaths", kMaskedPaths},
         {"readonlyPaths", kReadonlyPaths}}},
   };
@@ -706,7 +1100,10 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
   std::vector<std::string> argv = RuntimeArgs();
   argv.insert(argv.end(), {"--log=" + log.string(), "--root", runtime_root.string(), "run",
                            "--bundle", bundle.string(), id});
-  KILN_ASSIGN_OR_RETURN(Child child, Spawn(argv, out_wr.get(), err_wr.get(), hide_cgroup2));
+  SpawnOptions so;
+  so.hide_cgroup2 = hide_cgroup2;
+  so.own_pid_namespace = true;  // the container dies with kiln
+  KILN_ASSIGN_OR_RETURN(Child child, Spawn(argv, out_wr.get(), err_wr.get(), so));
   out_wr.reset();
   err_wr.reset();
 
@@ -717,24 +1114,19 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
   });
   auto cancel_requested = [&] { return cancel_state->requested.load(); };
 
-  bool killed = false, reaped = false;
+  bool killed = false;
   int wait_status = 0;
   char buf[65536];
   while (out_rd.valid() || err_rd.valid()) {
-    bool want_kill = cancel_requested() && !killed && !reaped;
-    if (want_kill) {
-      std::vector<std::string> kill = RuntimeArgs();
-      kill.insert(kill.end(), {"--root", runtime_root.string(), "kill", id, "KILL"});
-      Result<Captured> k = RunAndCapture(kill);
-      if (k.ok() && k->exit_code == 0) {
-        killed = true;
-      } else if (waitpid(child.pid, &wait_status, WNOHANG) == child.pid) {
-        reaped = true;  // the runtime is gone: nothing left to kill
-      }
+    if (cancel_requested() && !killed) {
+      // The runtime's relay: its death ends the runtime's PID namespace,
+      // and the kernel kills every process of the container with it.
+      (void)::kill(child.pid, SIGKILL);
+      killed = true;
     }
     pollfd pfds[3] = {
         {out_rd.get(), POLLIN, 0}, {err_rd.get(), POLLIN, 0}, {cancel_rd.get(), POLLIN, 0}};
-    int timeout = cancel_requested() && !killed && !reaped ? 50 : -1;
+    int timeout = -1;
     int n = poll(pfds, 3, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -756,13 +1148,11 @@ Status Executor::Impl::Run(const ProcessSpec& process, const RunOptions& given) 
       if (sink) sink(std::string_view(buf, static_cast<size_t>(r)));
     }
   }
-  if (!reaped) wait_status = child.Wait();
+  wait_status = child.Wait();
   int exit_code = ExitCodeOf(wait_status);
 
-  std::vector<std::string> del = RuntimeArgs();
-  del.insert(del.end(), {"--root", runtime_root.string(), "delete", "-f", id});
-  Result<Captured> deleted = RunAndCapture(del);
-  (void)deleted;  // `run` already deleted it unless it was interrupted
+  network.reset();
+  RemoveContainer(id);  // `run` already deleted it unless it was interrupted
   std::string runtime_log;
   {
     std::ifstream in(log);

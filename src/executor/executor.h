@@ -1,13 +1,21 @@
 // The executor: runs one process of a RUN step in a container through an
 // OCI runtime (crun if installed, else runc; both Debian packages) from a
 // runtime spec it generates: the rootfs given by the caller (a snapshot's
-// writable mount), namespaces (mount, pid, ipc, uts; network only for
-// kNone), the default capability set of Docker, the user resolved from the
+// writable mount), namespaces (mount, pid, ipc, uts, network unless
+// kHost), the default capability set of Docker, the user resolved from the
 // image's /etc/passwd and /etc/group (util/userdb.h), env, the working
 // directory (created if missing), a hostname, /proc, /dev, /dev/shm, /sys
 // read-only, and /etc/hosts and /etc/resolv.conf bind-mounted from generated
 // files. Extra mounts (bind, tmpfs, and secrets passed as bytes) come from
 // the caller.
+//
+// Containment beyond the namespaces: the device cgroup lets the process
+// read or write only the standard character devices (null, zero, full,
+// random, urandom, tty, console, ptmx, pts), whatever nodes it makes or
+// the rootfs holds; a host without cgroup device control gets
+// kFailedPrecondition instead of a run. The runtime runs as pid 1 of a PID
+// namespace of kiln's that dies with kiln (even by SIGKILL), and the
+// container's processes with it.
 //
 // Nothing of the run's plumbing reaches the rootfs: mount points the
 // runtime had to create (for /etc/hosts, a secret's target, a bind target)
@@ -31,11 +39,16 @@
 #include <vector>
 
 #include "util/cancel.h"
+#include "util/owner.h"
 #include "util/status.h"
 
 namespace kiln::executor {
 
-enum class Network { kHost, kNone };
+// kSandbox (the default): a network namespace of the step's own with
+// outbound access through slirp4netns (user-mode NAT); the host's loopback
+// is not reachable. kHost: the host's network (RUN --network=host). kNone:
+// loopback only.
+enum class Network { kSandbox, kHost, kNone };
 
 struct Mount {
   enum class Type { kBind, kTmpfs, kSecret };
@@ -54,7 +67,7 @@ struct ProcessSpec {
   std::string cwd = "/";
   std::string user;  // "" = root; "name", "uid", "name:group", "uid:gid"
   std::string hostname = "kiln";
-  Network network = Network::kHost;
+  Network network = Network::kSandbox;
 };
 
 struct RunOptions {
@@ -93,5 +106,14 @@ class Executor {
   explicit Executor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Stops and removes the containers under `state_dir` (an Options::state_dir)
+// whose ids `stale` accepts: what a killed kiln left (util/owner.h). Every
+// process left in such a container's cgroups is killed before its runtime
+// state and bundle are removed; kFailedPrecondition when one cannot be.
+// Also removes empty kiln container cgroups older than a minute whatever
+// root they came from (a killed kiln's whose root was deleted).
+Result<util::ReapStats> ReapContainers(const std::filesystem::path& state_dir,
+                                       const util::StaleFn& stale);
 
 }  // namespace kiln::executor

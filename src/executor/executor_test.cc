@@ -2,11 +2,22 @@
 // They run as root.
 #include "executor/executor.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -64,6 +75,109 @@ struct Output {
   std::string out, err;
 };
 
+// Runs a shell command on the host; its stdout.
+std::string HostSh(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[256];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// A loop device backed by a canary file of known bytes, detached at the end.
+class CanaryDisk {
+ public:
+  explicit CanaryDisk(const fs::path& file) : file_(file) {
+    std::string bytes;
+    for (int i = 0; bytes.size() < (1 << 20); ++i) bytes += "CANARY-" + std::to_string(i) + "\n";
+    bytes.resize(1 << 20);
+    WriteText(file_, bytes);
+    content_ = bytes;
+    device_ = HostSh("losetup -f --show " + file_.string());
+    while (!device_.empty() && device_.back() == '\n') device_.pop_back();
+    struct stat st;
+    if (!device_.empty() && ::stat(device_.c_str(), &st) == 0) rdev_ = st.st_rdev;
+    // Attaching makes the kernel (and udev, if any) read the device: wait
+    // until its counters settle before a test takes them.
+    for (int i = 0; rdev_ != 0 && i < 40; ++i) {
+      auto before = Io();
+      usleep(50000);
+      if (Io() == before) break;
+    }
+  }
+  ~CanaryDisk() {
+    if (!device_.empty()) HostSh("losetup -d " + device_);
+  }
+  bool ok() const { return rdev_ != 0; }
+  unsigned major_num() const { return major(rdev_); }
+  unsigned minor_num() const { return minor(rdev_); }
+  const std::string& content() const { return content_; }
+  // Read and write requests the device has served (/sys/block/loopN/stat).
+  std::pair<long, long> Io() const {
+    std::string name = fs::path(device_).filename();
+    std::istringstream in(ReadFile("/sys/block/" + name + "/stat"));
+    long f[8] = {};
+    for (long& v : f) in >> v;
+    return {f[0], f[4]};
+  }
+
+ private:
+  fs::path file_;
+  std::string device_, content_;
+  dev_t rdev_ = 0;
+};
+
+// A TCP server on `addr` that answers every connection with "hello\n".
+class HelloServer {
+ public:
+  explicit HelloServer(const std::string& addr) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || listen(fd_, 16) != 0) return;
+    socklen_t len = sizeof sa;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
+    port_ = ntohs(sa.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) return;
+        (void)!write(c, "hello\n", 6);
+        close(c);
+      }
+    });
+  }
+  ~HelloServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1, port_ = 0;
+  std::thread thread_;
+};
+
+// The host's first non-loopback IPv4 address ("" when it has none).
+std::string HostAddress() {
+  ifaddrs* all = nullptr;
+  std::string out;
+  if (getifaddrs(&all) != 0) return out;
+  for (ifaddrs* i = all; i && out.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+    if (std::string(buf).rfind("127.", 0) != 0) out = buf;
+  }
+  freeifaddrs(all);
+  return out;
+}
+
 class ExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,8 +188,9 @@ class ExecutorTest : public ::testing::Test {
     fs::create_directories(rootfs_ / "bin");
     fs::create_directories(rootfs_ / "etc");
     fs::copy_file("/bin/busybox", rootfs_ / "bin/busybox");
-    for (const char* applet : {"sh", "echo", "cat", "id", "ls", "sleep", "hostname", "mkdir",
-                               "touch", "env", "pwd", "stat", "grep", "wc"}) {
+    for (const char* applet :
+         {"sh",  "echo", "cat",  "id", "ls",    "sleep", "hostname", "mkdir", "touch", "env",
+          "pwd", "stat", "grep", "wc", "mknod", "dd",    "nc",       "head",  "od",    "ip"}) {
       fs::create_symlink("busybox", rootfs_ / "bin" / applet);
     }
     WriteText(rootfs_ / "etc/passwd",
@@ -270,8 +385,8 @@ TEST_F(ExecutorTest, NetworkHostSeesTheHostInterfaces) {
 }
 
 TEST_F(ExecutorTest, HostnameAndEtcHosts) {
-  Output o =
-      Sh("hostname; cat /etc/hosts; grep -c nameserver /etc/resolv.conf", {.hostname = "builder"});
+  Output o = Sh("hostname; cat /etc/hosts; grep -c nameserver /etc/resolv.conf",
+                {.hostname = "builder", .network = Network::kHost});
   ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
   EXPECT_THAT(o.out, ::testing::StartsWith("builder\n127.0.0.1\tlocalhost builder\n"));
   // The host's nameservers.
@@ -454,6 +569,171 @@ TEST_F(ExecutorTest, RunsInParallel) {
   EXPECT_EQ(b.out, "B\n");
   EXPECT_EQ(RuntimeList(), "");
   EXPECT_EQ(Tree(rootfs_), before_);
+}
+
+// Guards issue 15 failure 5 (devices): a RUN step, or a layer, could make a
+// node for a host disk and read or write it. A real loop device backed by
+// a canary file: a node made with mknod (matching major:minor) and one the
+// rootfs ships (as a layer would) can be created but neither read nor
+// written; the canary keeps its bytes and the device serves no request.
+TEST_F(ExecutorTest, HostBlockDevicesCannotBeOpened) {
+  CanaryDisk disk(tmp_ / "canary.img");
+  ASSERT_TRUE(disk.ok()) << "losetup failed";
+  const std::string mm = std::to_string(disk.major_num()) + " " + std::to_string(disk.minor_num());
+  fs::create_directories(rootfs_ / "shipped");
+  ASSERT_EQ(::mknod((rootfs_ / "shipped/disk").c_str(), S_IFBLK | 0666,
+                    makedev(disk.major_num(), disk.minor_num())),
+            0);
+  const std::pair<long, long> io_before = disk.Io();
+  Output o = Sh("mknod /made b " + mm +
+                " && echo made; "
+                "for d in /made /shipped/disk; do "
+                "  dd if=$d of=/copy bs=512 count=1 2>/dev/null && echo copied $d; "
+                "  echo pwned | dd of=$d bs=512 conv=notrunc 2>/dev/null && echo wrote $d; "
+                "  cat $d >/dev/null 2>&1 && echo read $d; "
+                "done; true");
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "made\n");  // mknod works, as in BuildKit; nothing was read or written
+  // (Not EXPECT_EQ: gtest's diff of two 1 MiB texts would exhaust memory.)
+  EXPECT_TRUE(ReadFile(tmp_ / "canary.img") == disk.content()) << "the canary was written";
+  EXPECT_EQ(disk.Io(), io_before) << "the loop device served a request";
+}
+
+// Without device control RUN is refused rather than run unconfined: a
+// child process that no longer sees the cgroup v1 "devices" hierarchy (this
+// host is not cgroup v2) gets kFailedPrecondition and nothing runs.
+TEST_F(ExecutorTest, NoDeviceControlRefusesToRun) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        umount2("/sys/fs/cgroup/devices", MNT_DETACH) != 0) {
+      _exit(2);
+    }
+    Result<std::unique_ptr<Executor>> e =
+        Executor::Open({.state_dir = tmp_ / "state-nodev", .runtime = ""});
+    if (!e.ok()) _exit(3);
+    RunOptions opts;
+    opts.rootfs = rootfs_;
+    Status st = (*e)->Run({.args = {"/bin/sh", "-c", "touch /ran"}}, opts);
+    const bool refused = st.code() == StatusCode::kFailedPrecondition &&
+                         st.message().find("RUN needs cgroup device control") != std::string::npos;
+    _exit(refused ? 0 : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 2) GTEST_SKIP() << "no cgroup v1 devices hierarchy to hide";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "not refused";
+  EXPECT_FALSE(fs::exists(rootfs_ / "ran"));
+}
+
+// The standard character devices stay usable, including a node RUN makes
+// for one of them (as BuildKit allows).
+TEST_F(ExecutorTest, StandardCharacterDevicesWork) {
+  Output o =
+      Sh("echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c && "
+         "mknod /mynull c 1 3 && echo y > /mynull && echo ok");
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "4\n4\nok\n");
+}
+
+// Guards issue 15 failure 5 (network): RUN's default network was the
+// host's, so a step reached services on the host's 127.0.0.1.
+TEST_F(ExecutorTest, DefaultNetworkIsSandboxedWithOutboundAccess) {
+  HelloServer local("127.0.0.1");
+  ASSERT_GT(local.port(), 0);
+  const std::string host_ip = HostAddress();
+  ASSERT_FALSE(host_ip.empty()) << "the host has no non-loopback IPv4 address";
+  HelloServer outside(host_ip);
+  ASSERT_GT(outside.port(), 0);
+  const std::string lp = std::to_string(local.port());
+  const std::string script = "nc -w 2 127.0.0.1 " + lp +
+                             " </dev/null; echo local=$?; "
+                             "nc -w 2 10.0.2.2 " +
+                             lp +
+                             " </dev/null; echo gateway=$?; "
+                             "nc -w 2 " +
+                             host_ip + " " + std::to_string(outside.port()) +
+                             " </dev/null; echo out=$?; "
+                             "cat /sys/class/net/lo/operstate; grep -c 'tap0:' /proc/net/dev; "
+                             "grep -c '^tap0\t00000000' /proc/net/route; cat /etc/resolv.conf";
+  Output o = Sh(script);
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_THAT(o.out, HasSubstr("local=1\n"));
+  EXPECT_THAT(o.out, HasSubstr("gateway=1\n"));
+  EXPECT_THAT(o.out, HasSubstr("hello\nout=0\n"));
+  EXPECT_THAT(o.out, HasSubstr("out=0\nunknown\n1\n1\nnameserver 10.0.2.3\n"));
+  EXPECT_THAT(o.out, ::testing::Not(HasSubstr("nameserver 127.")));
+
+  // On request, the host's network, loopback included.
+  o = Sh("nc -w 2 127.0.0.1 " + lp + " </dev/null; echo local=$?", {.network = Network::kHost});
+  ASSERT_TRUE(o.status.ok()) << o.status.ToString() << o.err;
+  EXPECT_EQ(o.out, "hello\nlocal=0\n");
+}
+
+// Guards issue 15 failure 7: after SIGKILL of kiln the container kept
+// running (crun re-parents it). A process using the executor is killed
+// during `sleep 1000`; within 2 s no process of the container is left and
+// the runtime lists no running container once the next executor cleans up.
+TEST_F(ExecutorTest, ContainerDiesWithItsKilledProcess) {
+  fs::create_directories(tmp_ / "sync");
+  const std::string marker = "4242" + std::to_string(getpid());
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    RunOptions opts;
+    opts.rootfs = rootfs_;
+    opts.mounts.push_back(
+        {.type = Mount::Type::kBind, .dest = "/sync", .source = (tmp_ / "sync").string()});
+    Status st =
+        executor_->Run({.args = {"/bin/sh", "-c", "touch /sync/started; sleep " + marker}}, opts);
+    _exit(st.ok() ? 0 : 1);
+  }
+  for (int i = 0; i < 1000 && !fs::exists(tmp_ / "sync/started"); ++i) usleep(10000);
+  ASSERT_TRUE(fs::exists(tmp_ / "sync/started"));
+  auto sleepers = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::string cmd = ReadFile(e.path() / "cmdline");
+      if (cmd.find("sleep") != std::string::npos && cmd.find(marker) != std::string::npos) ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(sleepers(), 1);
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status;
+  waitpid(child, &status, 0);
+  auto start = std::chrono::steady_clock::now();
+  while (sleepers() > 0 && std::chrono::steady_clock::now() - start < std::chrono::seconds(2))
+    usleep(10000);
+  EXPECT_EQ(sleepers(), 0) << "the container outlived the process that ran it";
+
+  // An empty cgroup of a container whose root is gone, made two minutes
+  // ago, and one just made (a runtime may be about to use it).
+  const fs::path orphan = "/sys/fs/cgroup/devices/kiln/k00000000000a-0000000000000001";
+  const fs::path fresh = "/sys/fs/cgroup/devices/kiln/k00000000000a-0000000000000002";
+  ASSERT_EQ(::mkdir(orphan.c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir(fresh.c_str(), 0755), 0);
+  fs::last_write_time(orphan, fs::file_time_type::clock::now() - std::chrono::minutes(2));
+
+  // What the killed process left (runtime state, bundle, cgroups) goes
+  // with ReapContainers.
+  std::set<std::string> ids;
+  for (const auto& e : fs::directory_iterator(tmp_ / "state/bundles"))
+    ids.insert(e.path().filename());
+  ASSERT_EQ(ids.size(), 1u);
+  Result<util::ReapStats> reaped =
+      ReapContainers(tmp_ / "state", [](std::string_view) { return true; });
+  ASSERT_TRUE(reaped.ok()) << reaped.status().ToString();
+  EXPECT_GE(reaped->items, 1u);
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/bundles"));
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/runtime"));
+  EXPECT_FALSE(fs::exists("/sys/fs/cgroup/devices/kiln/" + *ids.begin()));
+  EXPECT_FALSE(fs::exists(orphan)) << "an orphan cgroup stays";
+  EXPECT_TRUE(fs::exists(fresh)) << "a fresh cgroup was removed";
+  ::rmdir(fresh.c_str());
 }
 
 }  // namespace

@@ -454,8 +454,17 @@ class ExecOpImpl : public solver::Op {
     ps.cwd = op_.cwd.empty() ? "/" : op_.cwd;
     ps.user = op_.user;
     if (!op_.hostname.empty()) ps.hostname = op_.hostname;
-    ps.network = op_.network == graph::NetworkMode::kNone ? executor::Network::kNone
-                                                          : executor::Network::kHost;
+    switch (op_.network) {
+      case graph::NetworkMode::kSandbox:
+        ps.network = executor::Network::kSandbox;
+        break;
+      case graph::NetworkMode::kHost:
+        ps.network = executor::Network::kHost;
+        break;
+      case graph::NetworkMode::kNone:
+        ps.network = executor::Network::kNone;
+        break;
+    }
     if (!env_->executor) return Status::Internal("no executor configured");
     KILN_ASSIGN_OR_RETURN(executor::Executor * executor, env_->executor());
     KILN_RETURN_IF_ERROR(executor->Run(ps, ro));

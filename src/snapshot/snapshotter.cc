@@ -4,11 +4,12 @@
 //   DIR/<id>/fs            overlay: the snapshot's upper dir (its changes);
 //                          copy: the snapshot's full filesystem
 //   DIR/<id>/meta.json     {"parent": "...", "labels": {...}}
-//   DIR/.tmp/<id>/         a snapshot being built (Active or Apply); renamed
-//                          to DIR/<id> when committed
+//   DIR/.tmp/<tag>-<id>/   a snapshot being built (Active or Apply); renamed
+//                          to DIR/<id> when committed (<tag>: the owner tag
+//                          of the process, util/owner.h)
 //   DIR/.flat/<id>/        overlay: the full filesystem of <id>, made once
 //                          when a chain is too deep for one mount
-//   DIR/.mounts/<random>/  mount points of Actives and Views
+//   DIR/.mounts/<tag>-<random>/  mount points of Actives and Views
 //   DIR/.empty/            an empty directory (the lowerdir on "")
 // Names starting with "." are never snapshot ids.
 #include "snapshot/snapshotter.h"
@@ -44,6 +45,11 @@ namespace {
 
 constexpr size_t kMaxMountOptions = 3500;  // below the kernel's one-page limit
 constexpr std::string_view kOverlayFeatures = "redirect_dir=off,metacopy=off";
+
+// The name of a temporary entry in .tmp or .mounts: this process's owner
+// tag first (util/owner.h), so a later process can tell a killed one's
+// leftovers from a live one's entries.
+std::string TempName(const std::string& rest) { return util::OwnerTag() + "-" + rest; }
 
 Status ValidId(std::string_view id) {
   if (id.empty() || id.size() > 128 || id[0] == '.') {
@@ -174,7 +180,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
     impl->owner = shared_from_this();
     impl->id = RandomHex(12);
     impl->parent = std::string(parent);
-    impl->tmp = dir_ / ".tmp" / impl->id;
+    impl->tmp = dir_ / ".tmp" / TempName(impl->id);
     if (::mkdir(impl->tmp.c_str(), 0700) != 0) return ErrnoError("cannot create", impl->tmp);
     if (!overlay_) {
       impl->path = impl->tmp / "fs";
@@ -194,7 +200,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
     } else {
       KILN_ASSIGN_OR_RETURN(lower, LowerDirs(parent));
     }
-    impl->path = dir_ / ".mounts" / impl->id;
+    impl->path = dir_ / ".mounts" / TempName(impl->id);
     if (::mkdir(impl->path.c_str(), 0755) != 0) return ErrnoError("cannot create", impl->path);
     std::string opts = "lowerdir=" + JoinLower(lower) + ",upperdir=" + upper.string() +
                        ",workdir=" + work.string() + "," + std::string(kOverlayFeatures);
@@ -208,7 +214,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
 
   Result<View> Mount(std::string_view id) override {
     auto impl = std::make_unique<View::Impl>();
-    impl->path = dir_ / ".mounts" / ("v" + RandomHex(12));
+    impl->path = dir_ / ".mounts" / TempName("v" + RandomHex(12));
     std::vector<fs::path> lower;
     if (id.empty()) {
       lower.push_back(dir_ / ".empty");
@@ -295,7 +301,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
       }
     }
     // Rename away first so the snapshot vanishes at once for every process.
-    fs::path gone = dir_ / ".tmp" / ("rm-" + RandomHex(12));
+    fs::path gone = dir_ / ".tmp" / TempName("rm-" + RandomHex(12));
     if (::rename((dir_ / std::string(id)).c_str(), gone.c_str()) != 0) {
       return ErrnoError("cannot remove snapshot", dir_ / std::string(id));
     }
@@ -334,7 +340,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
     KILN_RETURN_IF_ERROR(ValidId(name));
     if (Stat(name).ok()) return std::string(name);
     if (!parent.empty()) KILN_RETURN_IF_ERROR(Stat(parent).status());
-    fs::path tmp = dir_ / ".tmp" / (std::string(name) + "-" + RandomHex(8));
+    fs::path tmp = dir_ / ".tmp" / TempName(std::string(name) + "-" + RandomHex(8));
     if (::mkdir(tmp.c_str(), 0700) != 0) return ErrnoError("cannot create", tmp);
     Status s = ApplyInto(tmp, parent, name, source, labels);
     if (!s.ok()) {
@@ -425,7 +431,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
       KILN_ASSIGN_OR_RETURN(Info info, Stat(cur));
       cur = info.parent;
     }
-    fs::path tmp = dir_ / ".tmp" / ("flat-" + RandomHex(12));
+    fs::path tmp = dir_ / ".tmp" / TempName("flat-" + RandomHex(12));
     Status s = base.empty() ? (::mkdir(tmp.c_str(), 0755) == 0 ? Status::Ok()
                                                                : ErrnoError("cannot create", tmp))
                             : internal::CopyTree(base, tmp);
@@ -473,7 +479,7 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
 namespace {
 
 bool ProbeOverlay(const fs::path& dir) {
-  fs::path probe = dir / ".tmp" / ("probe-" + RandomHex(8));
+  fs::path probe = dir / ".tmp" / TempName("probe-" + RandomHex(8));
   bool ok = false;
   if (::mkdir(probe.c_str(), 0700) == 0) {
     for (const char* sub : {"l1", "l2", "u", "w", "m"}) ::mkdir((probe / sub).c_str(), 0755);
@@ -539,6 +545,39 @@ Result<std::shared_ptr<Snapshotter>> Snapshotter::Open(const fs::path& dir, Opti
         "; use another directory or remove this one");
   }
   return std::shared_ptr<Snapshotter>(std::make_shared<SnapshotterImpl>(abs, options, overlay));
+}
+
+Result<util::ReapStats> ReapTemp(const fs::path& dir, const util::StaleFn& stale) {
+  util::ReapStats stats;
+  for (const char* sub : {".tmp", ".mounts"}) {
+    const fs::path parent = dir / sub;
+    std::error_code ec;
+    fs::directory_iterator it(parent, ec);
+    if (ec) {
+      if (ec == std::errc::no_such_file_or_directory) continue;
+      return Status::IOError("cannot list " + parent.string() + ": " + ec.message());
+    }
+    std::vector<fs::path> found;
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (stale(it->path().filename().string())) found.push_back(it->path());
+    }
+    for (const fs::path& p : found) {
+      if (std::string_view(sub) == ".mounts") {
+        // A mount point: unmounted if this namespace still has it, then
+        // removed only when empty (never recursed into: it could show a
+        // snapshot).
+        (void)::umount2(p.c_str(), MNT_DETACH);
+        if (::rmdir(p.c_str()) == 0) ++stats.items;
+        continue;
+      }
+      const uint64_t bytes = internal::DiskUsage(p);
+      if (internal::RemoveTree(p).ok()) {
+        ++stats.items;
+        stats.bytes += bytes;
+      }
+    }
+  }
+  return stats;
 }
 
 Status ExtractTar(const std::filesystem::path& dir, const util::ByteSource& source) {

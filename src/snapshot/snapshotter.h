@@ -48,6 +48,7 @@
 #include <vector>
 
 #include "util/io.h"
+#include "util/owner.h"
 #include "util/status.h"
 
 namespace kiln::snapshot {
@@ -157,6 +158,12 @@ class Snapshotter {
 // times, symlinks and hard links are kept, devices and xattrs as
 // docs/snapshots.md says. For type=local outputs.
 Status ExtractTar(const std::filesystem::path& dir, const util::ByteSource& source);
+
+// Removes the entries of DIR/.tmp and DIR/.mounts (a snapshotter's
+// directory) whose names `stale` accepts: what a killed process left
+// (util/owner.h). Mount points are unmounted if still mounted here and
+// removed only when empty.
+Result<util::ReapStats> ReapTemp(const std::filesystem::path& dir, const util::StaleFn& stale);
 
 // Unshares the mount namespace of the calling process and makes every mount
 // private, so mounts made afterwards vanish when the process exits. Must be

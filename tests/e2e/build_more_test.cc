@@ -3,9 +3,13 @@
 // network modes, --target / --no-cache-filter, users by name, the copy
 // snapshotter, `kiln du` / `kiln prune`, and reproducible output archives.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -14,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "build_harness.h"
@@ -276,6 +281,83 @@ TEST_P(HostileLayerTest, HardLinksToOutsidePathsAreRefused) {
   EXPECT_FALSE(fs::exists(out()));
 }
 
+// A loop device backed by a canary file of known bytes, detached at the end.
+class CanaryDisk {
+ public:
+  explicit CanaryDisk(const fs::path& file) : file_(file) {
+    for (int i = 0; content_.size() < (1 << 20); ++i)
+      content_ += "CANARY-" + std::to_string(i) + "\n";
+    content_.resize(1 << 20);
+    WriteFile(file_, content_);
+    FILE* p = ::popen(("losetup -f --show " + file_.string()).c_str(), "r");
+    char buf[256] = {};
+    if (p && std::fgets(buf, sizeof buf, p)) device_ = buf;
+    if (p) ::pclose(p);
+    while (!device_.empty() && device_.back() == '\n') device_.pop_back();
+    struct stat st;
+    if (!device_.empty() && ::stat(device_.c_str(), &st) == 0) rdev_ = st.st_rdev;
+    // Attaching makes the kernel (and udev, if any) read the device: wait
+    // until its counters settle before a test takes them.
+    for (int i = 0; rdev_ != 0 && i < 40; ++i) {
+      auto before = Io();
+      usleep(50000);
+      if (Io() == before) break;
+    }
+  }
+  ~CanaryDisk() {
+    if (!device_.empty()) (void)std::system(("losetup -d " + device_).c_str());
+  }
+  bool ok() const { return rdev_ != 0; }
+  std::string numbers() const {
+    return std::to_string(major(rdev_)) + ":" + std::to_string(minor(rdev_));
+  }
+  bool untouched() const { return ReadAll(file_) == content_; }
+  // Read and write requests the device has served (/sys/block/loopN/stat).
+  std::string Io() const {
+    std::istringstream in(ReadAll("/sys/block/" + fs::path(device_).filename().string() + "/stat"));
+    long f[8] = {};
+    for (long& v : f) in >> v;
+    return std::to_string(f[0]) + " reads, " + std::to_string(f[4]) + " writes";
+  }
+
+ private:
+  fs::path file_;
+  std::string device_, content_;
+  dev_t rdev_ = 0;
+};
+
+// Guards issue 15 failure 5: a base image whose /bin/sh is a trojan, built
+// by a Dockerfile that only says `RUN echo hello`, read and wrote the
+// host's disks through a block node its layer ships and one it makes with
+// mknod. A real loop device with a canary file: nothing is read or written.
+TEST_P(HostileLayerTest, TrojanShellCannotOpenHostBlockDevices) {
+  CanaryDisk disk(dir_.path() / "canary.img");
+  ASSERT_TRUE(disk.ok()) << "losetup failed";
+  const std::string mm = disk.numbers();
+  const std::string trojan =
+      "#!/bin/busybox sh\n"
+      "/bin/busybox dd if=/disk of=/stolen-shipped bs=512 count=1\n"
+      "/bin/busybox mknod /made b " +
+      mm.substr(0, mm.find(':')) + " " + mm.substr(mm.find(':') + 1) +
+      "\n"
+      "/bin/busybox dd if=/made of=/stolen-made bs=512 count=1\n"
+      "echo pwned | /bin/busybox dd of=/disk conv=notrunc\n"
+      "echo pwned | /bin/busybox dd of=/made conv=notrunc\n"
+      "exec /bin/busybox sh \"$@\"\n";
+  const std::string io_before = disk.Io();
+  RunResult r = BuildFrom(UniqueName("hostile-disk"),
+                          {Layer{{"bin/busybox", 'f', ReadAll("/bin/busybox"), 0755},
+                                 {"bin/sh", 'f', trojan, 0755},
+                                 {"disk", 'b', mm, 0666}}},
+                          "ARG HOSTILE\nFROM ${HOSTILE}\nRUN echo hello\n");
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  auto f = Image().files;
+  EXPECT_EQ(f["stolen-shipped"].data, "") << "read through the layer's node";
+  EXPECT_EQ(f["stolen-made"].data, "") << "read through a node made by RUN";
+  EXPECT_TRUE(disk.untouched()) << "the canary was written";
+  EXPECT_EQ(disk.Io(), io_before) << "the loop device served a request";
+}
+
 // ------------------------------------------------------------ RUN mounts
 
 using RunMountTest = BuildTest;
@@ -365,7 +447,8 @@ TEST_F(RunMountTest, NetworkNoneHasOnlyLoopback) {
             "ARG REGISTRY\n"
             "FROM ${REGISTRY}/busybox:latest\n"
             "RUN --network=none cat /proc/net/dev > /netdev\n"
-            "RUN cat /proc/net/dev > /hostdev\n");
+            "RUN cat /proc/net/dev > /defaultdev\n"
+            "RUN --network=host cat /proc/net/dev > /hostdev\n");
   RunResult r = Build();
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   auto f = Image().files;
@@ -383,8 +466,12 @@ TEST_F(RunMountTest, NetworkNoneHasOnlyLoopback) {
     return names;
   };
   EXPECT_EQ(interfaces(f["netdev"].data), std::set<std::string>{"lo"}) << f["netdev"].data;
+  // Issue 15: the default is a namespace of the step's own (slirp4netns's
+  // tap0), the host's network only on request.
+  EXPECT_EQ(interfaces(f["defaultdev"].data), (std::set<std::string>{"lo", "tap0"}))
+      << f["defaultdev"].data;
   EXPECT_EQ(interfaces(f["hostdev"].data), interfaces(ReadAll("/proc/net/dev")))
-      << "the default network is the host's: " << f["hostdev"].data;
+      << "--network=host is the host's network: " << f["hostdev"].data;
 }
 
 // ------------------------------------------------------------ stage selection
@@ -613,6 +700,176 @@ TEST_F(DuPruneTest, PruneEmptiesTheCacheAndARebuildRunsEverything) {
   EXPECT_EQ(f["one.txt"].data, "1\n");
   EXPECT_EQ(f["ran"].data, "ran\n");
   EXPECT_TRUE(f.count("bin/busybox"));
+}
+
+// ------------------------------------------------------------ killed builds
+
+using KilledBuildTest = BuildTest;
+
+// Processes whose command line is exactly `sleep SECONDS`.
+int CountSleepers(const std::string& seconds) {
+  int n = 0;
+  const std::string want = std::string("sleep") + '\0' + seconds + '\0';
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    if (ReadAll(e.path() / "cmdline") == want) ++n;
+  }
+  return n;
+}
+
+// Entries of a directory ("" when it does not exist).
+std::set<std::string> DirEntries(const fs::path& dir) {
+  std::set<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    out.insert(it->path().filename());
+  }
+  return out;
+}
+
+// Guards issue 15 failure 7: a kiln killed by SIGKILL during `RUN sleep`
+// left the container running (crun re-parents it), writing into a snapshot
+// that `kiln prune` then deleted, and left its temporary files (bundles,
+// runtime state, snapshot temp entries) for ever. Now: the container dies
+// within 2 s of kiln; a kiln on the same root while the build is alive
+// touches nothing of it; the next one reaps what the killed one left and
+// says so.
+TEST_F(KilledBuildTest, ContainerDiesWithKilnAndTheNextKilnReapsItsLeftovers) {
+  const std::string seconds = "1000" + std::to_string(getpid() % 100000);
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN echo data > /file && sleep " +
+                seconds + "\n");
+  const fs::path log = dir_.path() / "killed.log";
+  std::vector<std::string> args = {kiln::testing::KilnBinary(),
+                                   "--root",
+                                   root().string(),
+                                   "build",
+                                   "--progress",
+                                   "plain",
+                                   "--build-arg",
+                                   "REGISTRY=" + registry_,
+                                   "-o",
+                                   "type=oci,dest=" + out().string(),
+                                   ctx().string()};
+  pid_t kiln = fork();
+  ASSERT_GE(kiln, 0);
+  if (kiln == 0) {
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    ::unsetenv("KILN_ROOT");
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (CountSleepers(seconds) == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(CountSleepers(seconds), 1) << ReadAll(log);
+
+  // A kiln on the same root while the build lives: nothing of it is reaped.
+  const std::set<std::string> bundles = DirEntries(root() / "executor/bundles");
+  ASSERT_EQ(bundles.size(), 1u);
+  RunResult during = Kiln({"du"});
+  ASSERT_EQ(during.exit_code, 0) << Describe(during);
+  EXPECT_EQ(during.err.find("reaped"), std::string::npos) << during.err;
+  EXPECT_EQ(CountSleepers(seconds), 1) << "a live build's container was killed";
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), bundles);
+
+  ASSERT_EQ(::kill(kiln, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(kiln, &status, 0), kiln);
+  const auto killed = std::chrono::steady_clock::now();
+  while (CountSleepers(seconds) > 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(2)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(CountSleepers(seconds), 0) << "the container outlived kiln";
+  EXPECT_FALSE(DirEntries(root() / "snapshots/.tmp").empty()) << "nothing left to reap?";
+  EXPECT_FALSE(DirEntries(root() / "executor/bundles").empty());
+
+  // The next kiln to take the root lock reaps it all, and says so.
+  RunResult next = Kiln({"du"});
+  ASSERT_EQ(next.exit_code, 0) << Describe(next);
+  EXPECT_TRUE(std::regex_search(next.err,
+                                std::regex("reaped [0-9]+ stale items \\([0-9.]+ ?[kMG]?B\\) left "
+                                           "by a killed kiln\n")))
+      << next.err;
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "executor/runtime"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.tmp"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.mounts"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "content/ingest"), std::set<std::string>{});
+  for (const std::string& id : bundles) {
+    EXPECT_FALSE(fs::exists("/sys/fs/cgroup/devices/kiln/" + id)) << "cgroup of " << id;
+  }
+  RunResult again = Kiln({"du"});
+  EXPECT_EQ(again.err.find("reaped"), std::string::npos) << again.err;
+
+  // And the root still builds.
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN echo ok > /ok\n");
+  RunResult rebuild = Build();
+  ASSERT_EQ(rebuild.exit_code, 0) << Describe(rebuild);
+  EXPECT_EQ(Image().files["ok"].data, "ok\n");
+}
+
+// Guards issue 15 failure 7 (prune): `kiln prune` after a killed build
+// collects its leftovers too, and only then removes snapshots.
+TEST_F(KilledBuildTest, PruneReapsWhatAKilledKilnLeft) {
+  // Leftovers as a killed kiln leaves them: a registered owner that is no
+  // longer locked, its temp entries, and an untagged entry of an older kiln.
+  const std::string tag = "k0123456789ab";
+  fs::create_directories(root() / "owners");
+  WriteFile(root() / "owners" / tag, "");
+  WriteFile(root() / "snapshots/.tmp" / (tag + "-abc/fs/big"), std::string(1 << 20, 'x'));
+  fs::create_directories(root() / "snapshots/.mounts" / (tag + "-abc"));
+  const std::string id = tag + "-0011223344556677";
+  WriteFile(root() / "executor/bundles" / id / "config.json", "{}");
+  WriteFile(root() / "executor/runtime" / id / "status", "{}");
+  WriteFile(root() / "content/ingest" / (tag + "-AbCdEf"), std::string(4096, 'y'));
+  WriteFile(root() / "snapshots/.tmp/legacy/fs/f", "old");
+  // The container still runs (as one left by a kiln without the PID
+  // namespace fix would): a process in its cgroup.
+  const std::string seconds = "2000" + std::to_string(getpid() % 100000);
+  pid_t sleeper = fork();
+  ASSERT_GE(sleeper, 0);
+  if (sleeper == 0) {
+    ::execl("/bin/sleep", "sleep", seconds.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const fs::path cgroup = "/sys/fs/cgroup/devices/kiln/" + id;
+  fs::create_directories(cgroup);
+  WriteFile(cgroup / "cgroup.procs", std::to_string(sleeper));
+  RunResult prune = Kiln({"prune"});
+  ASSERT_EQ(prune.exit_code, 0) << Describe(prune);
+  int status = 0;
+  pid_t waited = 0;
+  for (int i = 0; i < 200 && waited == 0; ++i) {
+    waited = ::waitpid(sleeper, &status, WNOHANG);
+    if (waited == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (waited == 0) {  // not reaped: stop it here so the test ends
+    ::kill(sleeper, SIGKILL);
+    ::waitpid(sleeper, &status, 0);
+    ADD_FAILURE() << "prune left the stale container running";
+  } else {
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  }
+  EXPECT_FALSE(fs::exists(cgroup));
+  EXPECT_NE(prune.err.find("reaped 6 stale items ("), std::string::npos) << prune.err;
+  EXPECT_EQ(DirEntries(root() / "executor/runtime"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.tmp"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "snapshots/.mounts"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "executor/bundles"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "content/ingest"), std::set<std::string>{});
+  EXPECT_EQ(DirEntries(root() / "owners"), std::set<std::string>{});
 }
 
 // ------------------------------------------------------------ reproducibility

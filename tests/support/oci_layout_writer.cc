@@ -66,6 +66,13 @@ Result<std::string> MakeTar(const std::vector<TarEntry>& entries) {
         archive_entry_set_filetype(e.get(), AE_IFREG);
         archive_entry_set_hardlink(e.get(), t.data.c_str());
         break;
+      case 'b': {
+        archive_entry_set_filetype(e.get(), AE_IFBLK);
+        const size_t colon = t.data.find(':');
+        archive_entry_set_rdevmajor(e.get(), std::stoul(t.data.substr(0, colon)));
+        archive_entry_set_rdevminor(e.get(), std::stoul(t.data.substr(colon + 1)));
+        break;
+      }
       default:
         archive_entry_set_filetype(e.get(), AE_IFREG);
         archive_entry_set_size(e.get(), static_cast<la_int64_t>(t.data.size()));

@@ -16,8 +16,8 @@ namespace kiln::testing {
 // One tar member, written exactly as given (no path cleaning).
 struct TarEntry {
   std::string path;
-  char type = 'f';   // 'f' file, 'd' directory, 'l' symlink, 'h' hard link
-  std::string data;  // file content, or the symlink / hard-link target
+  char type = 'f';   // 'f' file, 'd' directory, 'l' symlink, 'h' hard link, 'b' block device
+  std::string data;  // file content, the symlink / hard-link target, or "MAJOR:MINOR" ('b')
   unsigned mode = 0644;
 };
 
