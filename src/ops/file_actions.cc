@@ -667,6 +667,13 @@ Status Extract(struct archive* a, struct archive_entry* entry, const RootDir& ro
 Result<bool> TryUnpack(const SrcEntry& e, const RootDir& dest, const std::string& dest_clean,
                        const std::optional<util::Identity>& chown, const std::string& what) {
   if (!S_ISREG(e.st.st_mode) || e.st.st_size == 0) return false;
+  // A fresh open file description (a dup would share the offset). Opened
+  // before the archive handle so that it outlives it: archive_read_free
+  // still reads through the descriptor it was given.
+  std::string proc = "/proc/self/fd/" + std::to_string(e.fd.get());
+  int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("open", what, errno);
+  UniqueFd in(fd);
   std::unique_ptr<struct archive, ArchiveDeleter> a(archive_read_new());
   if (!a) return Status::Internal(what + ": archive_read_new failed");
   archive_read_support_filter_gzip(a.get());
@@ -674,11 +681,6 @@ Result<bool> TryUnpack(const SrcEntry& e, const RootDir& dest, const std::string
   archive_read_support_filter_xz(a.get());
   archive_read_support_format_tar(a.get());
   archive_read_support_format_gnutar(a.get());
-  // A fresh open file description (a dup would share the offset).
-  std::string proc = "/proc/self/fd/" + std::to_string(e.fd.get());
-  int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open", what, errno);
-  UniqueFd in(fd);
   if (archive_read_open_fd(a.get(), in.get(), 1 << 16) != ARCHIVE_OK) return false;
   struct archive_entry* entry = nullptr;
   int r = archive_read_next_header(a.get(), &entry);

@@ -465,12 +465,15 @@ struct ArchiveReadDeleter {
 Status ApplyLayer(const fs::path& root, ApplyMode mode, const util::ByteSource& source) {
   Extractor x(root, mode);
   KILN_RETURN_IF_ERROR(x.Open());
+  // The context is declared before the handle so that it outlives it:
+  // archive_read_free may still call back into it.
+  ReadCtx ctx;
+  ctx.source = &source;
   std::unique_ptr<struct archive, ArchiveReadDeleter> a(archive_read_new());
+  if (!a) return Status::Internal("reading layer tar: archive_read_new failed");
   archive_read_support_format_tar(a.get());
   archive_read_support_format_gnutar(a.get());
   archive_read_support_filter_none(a.get());
-  ReadCtx ctx;
-  ctx.source = &source;
   auto read_error = [&](std::string_view where) -> Status {
     if (!ctx.status.ok()) return ctx.status;
     const char* msg = archive_error_string(a.get());
