@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "util/sparse.h"
 #include "util/userdb.h"
 
 // Choices where BuildKit leaves room, kept here so callers can rely on them:
@@ -335,39 +336,11 @@ Result<SrcEntry> OpenTop(const RootDir& root, const std::string& clean, bool fol
   return FinishOpen(std::move(e), clean);
 }
 
+// Copies the file's bytes keeping its holes (a sparse file stays sparse).
 Status CopyData(int in, int out, const std::string& display) {
-  loff_t off_in = 0;
-  bool use_cfr = true;
-  for (;;) {
-    if (use_cfr) {
-      ssize_t n = ::copy_file_range(in, &off_in, out, nullptr, 1 << 30, 0);
-      if (n > 0) continue;
-      if (n == 0) return Status::Ok();
-      if (errno == EINTR) continue;
-      if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-          errno == EBADF || errno == EPERM) {
-        use_cfr = false;
-        continue;
-      }
-      return Errno("copy", display, errno);
-    }
-    char buf[1 << 16];
-    ssize_t n = ::pread(in, buf, sizeof(buf), off_in);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("read", display, errno);
-    }
-    if (n == 0) return Status::Ok();
-    off_in += n;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(out, buf + done, static_cast<size_t>(n - done));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Errno("write", display, errno);
-      }
-      done += w;
-    }
-  }
+  Status st = util::CopySparse(in, out);
+  if (!st.ok()) return Status(st.code(), "copy /" + display + ": " + st.message());
+  return Status::Ok();
 }
 
 // Copies user.* and security.capability from `in` to `out`, best effort on
@@ -610,17 +583,10 @@ Status Extract(struct archive* a, struct archive_entry* entry, const RootDir& ro
           int r = archive_read_data_block(a, &buf, &size, &offset);
           if (r == ARCHIVE_EOF) break;
           if (r < ARCHIVE_WARN) return fail("read " + display + ": " + archive_error_string(a));
-          const char* p = static_cast<const char*>(buf);
-          while (size > 0) {
-            ssize_t w = ::pwrite(out.get(), p, size, offset);
-            if (w < 0) {
-              if (errno == EINTR) continue;
-              return Errno("write", clean, errno);
-            }
-            p += w;
-            size -= static_cast<size_t>(w);
-            offset += w;
-          }
+          // Holes of sparse entries and runs of zero blocks stay holes.
+          Status wrote = util::WriteSparse(
+              out.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+          if (!wrote.ok()) return Status(wrote.code(), "/" + clean + ": " + wrote.message());
         }
         if (::ftruncate(out.get(), archive_entry_size(entry)) != 0)
           return Errno("truncate", clean, errno);

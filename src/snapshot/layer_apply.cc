@@ -26,6 +26,7 @@
 #include <set>
 
 #include "snapshot/internal.h"
+#include "util/sparse.h"
 
 namespace kiln::snapshot::internal {
 namespace {
@@ -252,16 +253,14 @@ class Extractor {
         const char* msg = archive_error_string(a);
         return EntryError(entry, std::string("reading data: ") + (msg ? msg : "corrupt tar"));
       }
-      const char* p = static_cast<const char*>(buf);
-      size_t left = size;
-      off_t at = offset;
-      while (left > 0) {
-        ssize_t n = ::pwrite(fd.get(), p, left, at);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return EntryErrno(entry, "cannot write file");
-        p += n;
-        at += n;
-        left -= static_cast<size_t>(n);
+      // Holes of sparse entries and runs of zero blocks stay holes: a
+      // layer holding a 64 GiB file of zeros compresses to a few bytes and
+      // must not cost 64 GiB on disk.
+      Status wrote = util::WriteSparse(
+          fd.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+      if (!wrote.ok()) {
+        return Status(wrote.code(), "layer entry \"" + std::string(entry) +
+                                        "\": cannot write file: " + wrote.message());
       }
       end = std::max<la_int64_t>(end, offset + static_cast<la_int64_t>(size));
     }

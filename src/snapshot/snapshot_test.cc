@@ -880,6 +880,71 @@ void MakeChanges(Snapshotter& s, std::string* id1, std::string* id2) {
 }
 
 // ---------------------------------------------------------------------------
+// Sparse files
+
+// Bytes on disk of `p`.
+uint64_t DiskBytes(const fs::path& p) {
+  struct stat st;
+  KILN_CHECK(::lstat(p.c_str(), &st) == 0, "stat " + p.string());
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+// Guards issue 15 (the copy snapshotter turned sparse files into full
+// files: a 256 MiB sparse file cost 256 MiB more at every step): a sparse
+// file keeps its holes in the snapshots made on top of it, and Diff still
+// writes its full content.
+TEST_P(SnapshotTest, SparseFilesStaySparseAcrossSnapshots) {
+  auto s = Open("s");
+  auto a = s->Prepare("");
+  ASSERT_TRUE(a.ok());
+  {
+    int fd = ::open((a->path() / "sparse").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "data", 4, 64 << 20), 4);
+    ASSERT_EQ(::ftruncate(fd, 256 << 20), 0);
+    ::close(fd);
+  }
+  auto id1 = a->Commit();
+  ASSERT_TRUE(id1.ok());
+  std::string parent = *id1;
+  for (int step = 0; step < 2; ++step) {
+    auto b = s->Prepare(parent);
+    ASSERT_TRUE(b.ok());
+    EXPECT_LT(DiskBytes(b->path() / "sparse"), 1u << 20) << "step " << step;
+    WriteFile(b->path() / ("step" + std::to_string(step)), "x");
+    auto id = b->Commit();
+    ASSERT_TRUE(id.ok());
+    parent = *id;
+  }
+  auto usage = s->Usage();
+  ASSERT_TRUE(usage.ok());
+  uint64_t total = 0;
+  for (const Info& i : *usage) total += i.disk_bytes;
+  EXPECT_LT(total, 4u << 20) << "three snapshots of a 256 MiB sparse file";
+  const std::string layer = Diff(*s, *id1);
+  const std::vector<TarEntry> entries = ReadTar(layer);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].data.size(), 256u << 20);
+}
+
+// Guards the same bug on the way in: a layer holding a 64 MiB file of zeros
+// (a few bytes compressed) with a little data inside is applied with holes
+// for the zero blocks, and reads back the same.
+TEST_P(SnapshotTest, ApplyWritesHolesForZeroBlocks) {
+  auto s = Open("s");
+  std::string data(64 << 20, '\0');
+  data.replace(5000, 5, "hello");
+  data.replace(40 << 20, 5, "world");
+  data.back() = 'e';
+  auto id = s->Apply("", "layer-zeros", StringSource(BuildTar({{.name = "zeros", .data = data}})));
+  ASSERT_TRUE(id.ok()) << id.status().ToString();
+  auto view = s->Mount(*id);
+  ASSERT_TRUE(view.ok());
+  EXPECT_LT(DiskBytes(view->path() / "zeros"), 1u << 20);
+  EXPECT_TRUE(ReadFile(view->path() / "zeros") == data) << "the content changed";
+}
+
+// ---------------------------------------------------------------------------
 // Layer exports that stop midway
 
 // A committed snapshot with a few MiB of incompressible-looking data in
