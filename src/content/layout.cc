@@ -684,7 +684,7 @@ Status ImageArchive::CopyBlobToStore(const Digest& digest, const Store& store) c
   KILN_ASSIGN_OR_RETURN(Writer w, store.NewWriter());
   const ByteSink write = [&](std::string_view chunk) { return w.Write(chunk); };
   KILN_RETURN_IF_ERROR(impl_->Stream(name, write, &digest).status());
-  return w.Commit(digest, w.size());
+  return w.Commit(digest, Writer::kUnknownSize);
 }
 
 Result<uint64_t> ImageArchive::BlobSize(const Digest& digest) const {
