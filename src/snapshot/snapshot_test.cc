@@ -1012,7 +1012,17 @@ TEST_P(SnapshotTest, ApplyWritesHolesForZeroBlocks) {
   data.replace(5000, 5, "hello");
   data.replace(40 << 20, 5, "world");
   data.back() = 'e';
-  auto id = s->Apply("", "layer-zeros", StringSource(BuildTar({{.name = "zeros", .data = data}})));
+  // Read in 7000-byte pieces, as through a pipe: libarchive then hands the
+  // data over in blocks that do not start on the file's 4 KiB boundaries.
+  auto tar = std::make_shared<std::string>(BuildTar({{.name = "zeros", .data = data}}));
+  auto pos = std::make_shared<size_t>(0);
+  util::ByteSource uneven = [tar, pos](char* buf, size_t cap) -> Result<size_t> {
+    const size_t n = std::min({cap, size_t{7000}, tar->size() - *pos});
+    std::memcpy(buf, tar->data() + *pos, n);
+    *pos += n;
+    return n;
+  };
+  auto id = s->Apply("", "layer-zeros", uneven);
   ASSERT_TRUE(id.ok()) << id.status().ToString();
   auto view = s->Mount(*id);
   ASSERT_TRUE(view.ok());

@@ -93,17 +93,26 @@ Status CopySparse(int in, int out) {
 
 Status WriteSparse(int out, std::string_view data, int64_t offset) {
   constexpr int64_t kBlock = 4096;
+  // The data in pieces that end on the file's 4 KiB block boundaries. A
+  // piece of zeros is skipped whatever its length: the range reads as zeros
+  // already, and a partial block skipped here is allocated only if another
+  // call writes data into it. So chunks that do not start on a boundary
+  // (a tar read through a pipe) leave the same holes as aligned ones.
   while (!data.empty()) {
-    // Up to the next block boundary, then whole blocks.
-    const int64_t to_boundary = kBlock - offset % kBlock;
-    const size_t n = static_cast<size_t>(std::min<int64_t>(to_boundary, data.size()));
-    const bool whole_block = n == static_cast<size_t>(kBlock);
-    // Runs of data blocks are written in one call.
-    size_t run = n;
-    if (!whole_block || !AllZero(data.data(), n)) {
-      while (run + kBlock <= data.size() && !AllZero(data.data() + run, kBlock)) run += kBlock;
-      KILN_RETURN_IF_ERROR(PwriteAll(out, data.data(), run, offset));
+    size_t n = static_cast<size_t>(std::min<int64_t>(kBlock - offset % kBlock, data.size()));
+    if (AllZero(data.data(), n)) {
+      data.remove_prefix(n);
+      offset += static_cast<int64_t>(n);
+      continue;
     }
+    // A run of data pieces, written in one call.
+    size_t run = n;
+    while (run < data.size()) {
+      const size_t next = std::min<size_t>(kBlock, data.size() - run);
+      if (AllZero(data.data() + run, next)) break;
+      run += next;
+    }
+    KILN_RETURN_IF_ERROR(PwriteAll(out, data.data(), run, offset));
     data.remove_prefix(run);
     offset += static_cast<int64_t>(run);
   }

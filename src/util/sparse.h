@@ -22,10 +22,11 @@ namespace kiln::util {
 // offsets: neither descriptor's file offset is used or moved.
 Status CopySparse(int in, int out);
 
-// Writes `data` at `offset` of the regular file `out`, skipping every whole
-// 4 KiB-aligned block of zeros (left as a hole). The range must read as
-// zeros already (a new file); the caller sizes the file (ftruncate) when it
-// ends, so a trailing run of zeros is a hole too.
+// Writes `data` at `offset` of the regular file `out`, skipping the zeros
+// of every 4 KiB block of the file (from `offset`, aligned to the file's
+// blocks) that `data` covers with zeros only (left as a hole). The range
+// must read as zeros already (a new file); the caller sizes the file
+// (ftruncate) when it ends, so a trailing run of zeros is a hole too.
 Status WriteSparse(int out, std::string_view data, int64_t offset);
 
 }  // namespace kiln::util

@@ -546,6 +546,37 @@ INSTANTIATE_TEST_SUITE_P(Directions, CrossFilesystemOutputTest, ::testing::Value
                            return i.param ? "RootOnTmpfs" : "OutputsOnTmpfs";
                          });
 
+// Bytes on disk below `dir`, each inode once (du -sk).
+uint64_t DiskUsage(const fs::path& dir) {
+  RunResult du = kiln::testing::Run("/usr/bin/du", {"-sk", dir.string()});
+  EXPECT_EQ(du.exit_code, 0) << Describe(du);
+  return std::stoull(du.out) * 1024;
+}
+
+// Guards issue 15 (the copy snapshotter turned sparse files into full
+// files: a 256 MiB sparse file cost 256 MiB more at every step): a real
+// build with the copy driver, a RUN making a 256 MiB sparse file and two
+// more steps on top, then the file extracted by type=local. The state root
+// stays small and the extracted file keeps its holes.
+TEST_F(OutputTest, SparseFilesStaySparseWithTheCopySnapshotter) {
+  env_["KILN_SNAPSHOTTER"] = "copy";
+  WriteFile(ctx() / "Dockerfile",
+            "ARG REGISTRY\n"
+            "FROM ${REGISTRY}/busybox:latest\n"
+            "RUN dd if=/dev/zero of=/sparse bs=1 count=0 seek=268435456 2>/dev/null\n"
+            "RUN echo one > /one\n"
+            "RUN echo two > /two\n");
+  const fs::path local = dir_.path() / "local";
+  RunResult r = BuildWith({"-o", "type=local,dest=" + local.string()});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  struct stat st;
+  ASSERT_EQ(::stat((local / "sparse").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 256 << 20);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "the extracted file's holes were filled";
+  EXPECT_LT(DiskUsage(root() / "snapshots-copy"), 64u << 20)
+      << "three copy-driver snapshots of a 256 MiB sparse file";
+}
+
 TEST_F(OutputTest, UnknownOptionIsRejected) {
   WriteAppContext();
   RunResult r = BuildWith({"-o", "type=docker,dest=x.tar,bogus=1"});
