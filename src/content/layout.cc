@@ -684,7 +684,7 @@ Status ImageArchive::CopyBlobToStore(const Digest& digest, const Store& store) c
   KILN_ASSIGN_OR_RETURN(Writer w, store.NewWriter());
   const ByteSink write = [&](std::string_view chunk) { return w.Write(chunk); };
   KILN_RETURN_IF_ERROR(impl_->Stream(name, write, &digest).status());
-  return w.Commit(digest, w.size());
+  return w.Commit(digest, Writer::kUnknownSize);
 }
 
 Result<uint64_t> ImageArchive::BlobSize(const Digest& digest) const {
@@ -967,7 +967,11 @@ class TarOut {
     return Status::Ok();
   }
 
-  // Copies `size` bytes of `in` from its start, in the kernel where it can.
+  // Copies `size` bytes of `in` from its start, in the kernel where it can
+  // (copy_file_range), else through a buffer: across filesystems (EXDEV),
+  // from a pipe, or where the filesystem pair has no support. Both ways
+  // count every byte they write, since the headers written back later
+  // (HeaderAt) and the cut-backs (TruncateTo) go by that count.
   Status CopyFrom(int in, uint64_t size, const std::string& source) {
     loff_t in_off = 0;
     bool kernel = true;
@@ -998,9 +1002,8 @@ class TarOut {
         return Status::DigestMismatch(source + " ended after " + std::to_string(in_off) +
                                       " bytes; its size is " + std::to_string(size));
       }
-      if (kernel) Wrote(static_cast<uint64_t>(n));
+      Wrote(static_cast<uint64_t>(n));
     }
-    if (!kernel) Wrote(0);
     return Status::Ok();
   }
 
@@ -1154,6 +1157,62 @@ Status FillLayoutDir(const fs::path& dir, const Plan& plan, const BlobSource& so
   return internal::FsyncDir(dir);
 }
 
+// Checks what was just written, read back as its readers read it (the
+// archive through libarchive, every entry hashed once while it is indexed;
+// a layout directory file by file): `oci-layout`, `index.json` and the
+// extra files hold exactly the bytes of the plan, and every blob of the
+// plan is there with its size and digest. `written` names the output in
+// the error. Costs one sequential read of the output (it was just written,
+// so usually from the page cache) and one sha256 pass over it.
+Status VerifyWritten(const Result<ImageArchive>& opened, const Plan& plan,
+                     const std::string& written) {
+  auto fail = [&](const std::string& what) {
+    return Status::IOError(written + " does not read back as it was written: " + what +
+                           "; it was not kept");
+  };
+  if (!opened.ok()) return fail(opened.status().message());
+  const ImageArchive& got = *opened;
+  for (const ExtraFile& f : plan.top_files) {
+    Result<std::string> data = got.ReadFile(f.name);
+    if (!data.ok()) return fail(data.status().message());
+    if (*data != f.data) {
+      return fail(Quote(f.name) + " holds " + std::to_string(data->size()) +
+                  " bytes other than the " + std::to_string(f.data.size()) + " written");
+    }
+  }
+  for (const BlobRef& b : plan.blobs) {
+    const std::string name = BlobName(b.digest);
+    Result<uint64_t> size = got.FileSize(name);
+    if (!size.ok()) return fail(size.status().message());
+    if (*size != b.size) {
+      return fail("blob " + b.digest.str() + " is " + std::to_string(*size) +
+                  " bytes, its descriptor states " + std::to_string(b.size));
+    }
+    Result<Digest> digest = got.FileDigest(name);
+    if (!digest.ok()) return fail(digest.status().message());
+    if (*digest != b.digest) {
+      return fail("blob " + b.digest.str() + " (" + std::to_string(b.size) + " bytes) hashes to " +
+                  digest->str());
+    }
+  }
+  return Status::Ok();
+}
+
+// The archive `temp`, just written with `expected_bytes` bytes, checked as
+// VerifyWritten says; also its length, so no stray entry hides at the end.
+Status VerifyArchiveFile(const std::string& temp, uint64_t expected_bytes, const Plan& plan,
+                         const fs::path& dest) {
+  KILN_METRIC("    verify OCI archive");
+  const std::string written = "the archive written for " + dest.string();
+  struct stat st;
+  if (::stat(temp.c_str(), &st) != 0) return ErrnoStatus("cannot stat", temp, errno);
+  if (static_cast<uint64_t>(st.st_size) != expected_bytes) {
+    return Status::IOError(written + " is " + std::to_string(st.st_size) + " bytes, but " +
+                           std::to_string(expected_bytes) + " were written; it was not kept");
+  }
+  return VerifyWritten(ImageArchive::OpenArchive(temp), plan, written);
+}
+
 fs::path ParentOf(const fs::path& p) {
   fs::path parent = p.parent_path();
   return parent.empty() ? fs::path(".") : parent;
@@ -1232,6 +1291,11 @@ Status WriteOciLayout(const fs::path& dest, std::string_view index_json,
   Status st;
   if (::chmod(temp.c_str(), 0755) != 0) st = ErrnoStatus("cannot chmod", temp, errno);
   if (st.ok()) st = FillLayoutDir(temp, plan, source);
+  if (st.ok()) {
+    KILN_METRIC("    verify OCI layout");
+    st = VerifyWritten(ImageArchive::OpenLayoutDir(temp), plan,
+                       "the OCI layout written for " + dir.string());
+  }
   if (st.ok()) st = ReplaceDir(temp, dir);
   if (st.ok()) st = internal::FsyncDir(parent);
   if (!st.ok()) {
@@ -1305,10 +1369,16 @@ Status ArchiveWriter::AddBlobFile(const BlobRef& blob, const fs::path& path) {
   }
   KILN_RETURN_IF_ERROR(CheckSha256(blob.digest));
   if (Has(blob.digest)) return Status::Ok();
-  KILN_RETURN_IF_ERROR(s.out->Header(BlobName(blob.digest), false, blob.size));
-  Status st = CopyLocalBlob(*s.out, blob, path);
-  if (!st.ok()) return st.Annotate("writing blob " + blob.digest.str());
-  KILN_RETURN_IF_ERROR(s.out->Pad(blob.size));
+  // A failed entry is cut back, so the writer stays usable and the
+  // archive never holds a stray header or a partial body.
+  const uint64_t start = s.out->offset();
+  Status st = s.out->Header(BlobName(blob.digest), false, blob.size);
+  if (st.ok()) st = CopyLocalBlob(*s.out, blob, path);
+  if (st.ok()) st = s.out->Pad(blob.size);
+  if (!st.ok()) {
+    (void)s.out->TruncateTo(start);
+    return st.Annotate("writing blob " + blob.digest.str());
+  }
   s.added.push_back(blob);
   return Status::Ok();
 }
@@ -1382,6 +1452,8 @@ Status ArchiveWriter::Commit(std::string_view index_json, const std::vector<Blob
     KILN_METRIC("    fsync OCI archive");
     if (::fsync(s.fd.get()) != 0) st = ErrnoStatus("cannot fsync", s.temp, errno);
   }
+  // Nothing reaches the destination unless it reads back as written.
+  if (st.ok()) st = VerifyArchiveFile(s.temp, s.out->offset(), plan, s.file);
   if (st.ok() && ::close(s.fd.release()) != 0) st = ErrnoStatus("cannot close", s.temp, errno);
   if (st.ok() && ::rename(s.temp.c_str(), s.file.c_str()) != 0) {
     st = ErrnoStatus("cannot move the archive into place at", s.file, errno);

@@ -30,7 +30,11 @@
 //
 // Writing produces an OCI layout directory or an OCI archive from index.json
 // and a set of blobs pulled from a BlobSource. Output is atomic (written
-// under a temp name beside the destination, then renamed) and archives are
+// under a temp name beside the destination, then renamed) and verified
+// before the rename: the temp archive or directory is read back as a reader
+// would read it (libarchive for a tar), and must hold exactly the top files
+// written and every blob with its size and digest (kIOError "... does not
+// read back as it was written: ..." otherwise; nothing is left). Archives are
 // deterministic: entries in bytewise name order (or leading blobs first,
 // see WriteOptions::leading_blobs), mtime 0, uid/gid 0, no user
 // or group names, mode 0644 for files and 0755 for directories, so the same

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <set>
 
 #include "content/test_util.h"
@@ -708,6 +711,125 @@ TEST_F(LayoutTest, ArchiveWriterFailuresLeaveNothing) {
     EXPECT_TRUE(test::ListDir(dir).empty());
   }
   EXPECT_FALSE(ArchiveWriter::Create(tmp_.path() / "missing" / "image.tar").ok());
+}
+
+// A tmpfs mounted by the test beside a directory on the disk under $TMPDIR,
+// so that the content store and the output are on different filesystems
+// (copy_file_range fails with EXDEV between them).
+class CrossFilesystemTest : public LayoutTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    tmpfs_ = tmp_.path() / "tmpfs";
+    disk_ = tmp_.path() / "disk";
+    fs::create_directories(tmpfs_);
+    fs::create_directories(disk_);
+    ASSERT_EQ(::mount("tmpfs", tmpfs_.c_str(), "tmpfs", 0, "size=256m"), 0)
+        << "mounting a tmpfs (the test runs as root): " << std::strerror(errno);
+    mounted_ = true;
+    // The parameter: true puts the store on the tmpfs and the output on the
+    // disk, false the other way round.
+    store_dir_ = (GetParam() ? tmpfs_ : disk_) / "store";
+    out_dir_ = (GetParam() ? disk_ : tmpfs_) / "out";
+    fs::create_directories(out_dir_);
+  }
+  void TearDown() override {
+    if (mounted_) {
+      EXPECT_EQ(::umount2(tmpfs_.c_str(), MNT_DETACH), 0) << std::strerror(errno);
+    }
+  }
+
+  fs::path tmpfs_, disk_, store_dir_, out_dir_;
+  bool mounted_ = false;
+};
+
+// Guards issue 15 (OCI and Docker archives written across filesystems were
+// broken while kiln exited 0): TarOut::CopyFrom's EXDEV fallback did not
+// count the bytes it wrote, so the header of a blob streamed afterwards
+// went to the wrong offset, over an earlier blob, leaving a zero block that
+// ends the tar before index.json.
+TEST_P(CrossFilesystemTest, ArchivesAndLayoutsAreIntact) {
+  auto store = Store::Open(store_dir_);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (const auto& [digest, bytes] : *image_.blobs) ASSERT_TRUE(store->Put(bytes).ok());
+  const Digest l1 = Sha256Of(image_.layer1), l2 = Sha256Of(image_.layer2);
+  WriteOptions wo;
+  wo.leading_blobs = {l1, l2};
+  const fs::path reference = tmp_.path() / "reference.tar";
+  ASSERT_TRUE(WriteOciArchive(reference, image_.index_json, image_.refs, image_.source(), wo).ok());
+  wo.blob_file = StoreBlobFile(*store);
+  wo.source_verifies = true;
+
+  // Written after the export: every body copied file to file.
+  const fs::path after = out_dir_ / "after.tar";
+  Status st = WriteOciArchive(after, image_.index_json, image_.refs, StoreBlobSource(*store), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(test::ReadFile(after) == test::ReadFile(reference)) << "the archives differ";
+
+  // Written during the export: a layer copied from the store, then one
+  // streamed, then the rest at Commit.
+  const fs::path during = out_dir_ / "during.tar";
+  auto w = ArchiveWriter::Create(during);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  st = (*w)->AddBlobFile({l1, image_.layer1.size()}, store->BlobPath(l1));
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE((*w)->BeginBlob().ok());
+  ASSERT_TRUE((*w)->WriteBlob(image_.layer2).ok());
+  ASSERT_TRUE((*w)->EndBlob({l2, image_.layer2.size()}).ok());
+  st = (*w)->Commit(image_.index_json, image_.refs, StoreBlobSource(*store), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(test::ReadFile(during) == test::ReadFile(reference)) << "the archives differ";
+  for (const fs::path& file : {after, during}) {
+    auto a = ImageArchive::OpenArchive(file);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    ExpectImage(*a);
+  }
+
+  // A layout directory.
+  const fs::path dir = out_dir_ / "layout";
+  st = WriteOciLayout(dir, image_.index_json, image_.refs, StoreBlobSource(*store), wo);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto d = ImageArchive::OpenLayoutDir(dir);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  ExpectImage(*d);
+  EXPECT_EQ(test::ListDir(out_dir_),
+            (std::vector<std::string>{"after.tar", "during.tar", "layout"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Directions, CrossFilesystemTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? "StoreOnTmpfs" : "OutputOnTmpfs";
+                         });
+
+// Guards issue 15 (an archive kiln wrote was not checked before it was put
+// in place): a source that claims to verify what it gives but hands over
+// other bytes of the right size. The archive and the layout are read back
+// before they are moved into place; the mismatch fails the write, names the
+// blob, and nothing is left at the destination or beside it.
+TEST_F(LayoutTest, WrittenOutputsAreReadBackBeforeTheyAreKept) {
+  auto lying = std::make_shared<std::map<Digest, std::string>>(*image_.blobs);
+  const Digest l1 = Sha256Of(image_.layer1);
+  std::string other = image_.layer1;
+  other[100] ^= 1;
+  (*lying)[l1] = other;
+  WriteOptions wo;
+  wo.source_verifies = true;
+  const fs::path dir = tmp_.path() / "out";
+  fs::create_directories(dir);
+  const std::string expect_blob = "blob " + l1.str() + " (" + std::to_string(image_.layer1.size()) +
+                                  " bytes) hashes to " + Sha256Of(other).str() +
+                                  "; it was not kept";
+  Status st = WriteOciArchive(dir / "image.tar", image_.index_json, image_.refs,
+                              MemoryBlobSource(lying), wo);
+  EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
+  EXPECT_EQ(st.message(), "writing OCI archive " + (dir / "image.tar").string() +
+                              ": the archive written for " + (dir / "image.tar").string() +
+                              " does not read back as it was written: " + expect_blob);
+  st = WriteOciLayout(dir / "layout", image_.index_json, image_.refs, MemoryBlobSource(lying), wo);
+  EXPECT_EQ(st.code(), StatusCode::kIOError) << st.ToString();
+  EXPECT_EQ(st.message(), "writing OCI layout " + (dir / "layout").string() +
+                              ": the OCI layout written for " + (dir / "layout").string() +
+                              " does not read back as it was written: " + expect_blob);
+  EXPECT_TRUE(test::ListDir(dir).empty());
 }
 
 }  // namespace

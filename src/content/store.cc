@@ -34,6 +34,18 @@ constexpr size_t kReadChunk = 1 << 20;
 
 std::string SizeText(uint64_t n) { return std::to_string(n) + (n == 1 ? " byte" : " bytes"); }
 
+// The message of a blob whose bytes are not the ones its descriptor states:
+// the digest and size expected (the size only when the caller knew one) and
+// the digest and size received. Guards issue 15: a caller that knew no size
+// passed the received one, so the message stated it as the expected size.
+Status Mismatch(const Digest& expected, uint64_t expected_size, const Digest& got,
+                uint64_t got_size) {
+  return Status::DigestMismatch(
+      "blob content does not match its descriptor: expected " + expected.str() +
+      (expected_size == Writer::kUnknownSize ? "" : " (" + SizeText(expected_size) + ")") +
+      ", received " + got.str() + " (" + SizeText(got_size) + "); nothing was stored");
+}
+
 Status CorruptBlob(const Digest& want, const Digest& got, const fs::path& path) {
   return Status::DigestMismatch(
       "blob " + want.str() + " in the content store is corrupted: " + path.string() +
@@ -205,11 +217,9 @@ Status Writer::Commit(const Digest& expected, uint64_t expected_size) {
   KILN_RETURN_IF_ERROR(FlushOrAbort());
   const uint64_t got_size = hash_.size();
   const Digest got = hash_.Finish();
-  if (got != expected || got_size != expected_size) {
+  if (got != expected || (expected_size != kUnknownSize && got_size != expected_size)) {
     Abort();
-    return Status::DigestMismatch("blob content does not match its descriptor: expected " +
-                                  expected.str() + " (" + SizeText(expected_size) + "), received " +
-                                  got.str() + " (" + SizeText(got_size) + "); nothing was stored");
+    return Mismatch(expected, expected_size, got, got_size);
   }
   return Finish(got);
 }
@@ -356,18 +366,14 @@ Result<Digest> Store::Put(std::string_view data, const Digest* expected) const {
     KILN_RETURN_IF_ERROR(CheckSupported(*expected));
     if (Has(*expected)) {  // avoid the write: hashing alone proves the bytes
       const Digest got = util::Sha256Of(data);
-      if (got != *expected) {
-        return Status::DigestMismatch("blob content does not match its descriptor: expected " +
-                                      expected->str() + ", received " + got.str() + " (" +
-                                      SizeText(data.size()) + "); nothing was stored");
-      }
+      if (got != *expected) return Mismatch(*expected, Writer::kUnknownSize, got, data.size());
       return got;
     }
   }
   KILN_ASSIGN_OR_RETURN(Writer w, NewWriter());
   KILN_RETURN_IF_ERROR(w.Write(data));
   if (expected != nullptr) {
-    KILN_RETURN_IF_ERROR(w.Commit(*expected, data.size()));
+    KILN_RETURN_IF_ERROR(w.Commit(*expected, Writer::kUnknownSize));
     return *expected;
   }
   return w.Commit();
@@ -384,7 +390,7 @@ Result<Digest> Store::PutFd(int fd, const Digest* expected) const {
     KILN_RETURN_IF_ERROR(w.Write(std::string_view(buf.data(), n)));
   }
   if (expected != nullptr) {
-    KILN_RETURN_IF_ERROR(w.Commit(*expected, w.size()));
+    KILN_RETURN_IF_ERROR(w.Commit(*expected, Writer::kUnknownSize));
     return *expected;
   }
   return w.Commit();

@@ -70,14 +70,17 @@ class Writer {
   uint64_t size() const { return hash_.size(); }
 
   // Verifies that the bytes written hash to `expected` and number
-  // `expected_size`, then makes the blob visible under `expected`. On a
-  // mismatch returns kDigestMismatch naming expected and actual digest and
-  // size, and removes the temp file. kUnimplemented if `expected` is not
+  // `expected_size` (kUnknownSize: the caller was told no size, so only the
+  // digest is checked), then makes the blob visible under `expected`. On a
+  // mismatch returns kDigestMismatch naming the expected digest and size
+  // (the size only when one was stated) and the actual digest and size, and
+  // removes the temp file. kUnimplemented if `expected` is not
   // sha256. If the blob is already in the store (another writer won the race)
   // the temp file is dropped and the call succeeds; "already in the store"
   // means a file of the right size under the digest's name, whose bytes were
   // verified when it was committed. The Writer is finished
   // afterwards whatever the outcome.
+  static constexpr uint64_t kUnknownSize = ~uint64_t{0};
   Status Commit(const Digest& expected, uint64_t expected_size);
   // Commits the blob under the digest of what was written (for content kiln
   // produces itself, whose digest is not known in advance).

@@ -112,6 +112,38 @@ TEST_F(StoreTest, DigestMismatchLeavesNothing) {
   EXPECT_FALSE(store().Has(claimed));
 }
 
+// Guards issue 15 (a digest-mismatch message said "(1 bytes)" for the
+// expected size): a caller that knows no expected size (Put, PutFd with an
+// expected digest) gets a message stating the expected digest alone and the
+// received digest and size, in words that fit the number.
+TEST_F(StoreTest, MismatchMessageStatesOnlyWhatWasExpected) {
+  const Digest claimed = Sha256Of("claimed");
+  Result<Digest> put = store().Put("x", &claimed);
+  EXPECT_EQ(put.status().code(), StatusCode::kDigestMismatch);
+  EXPECT_EQ(put.status().message(), "blob content does not match its descriptor: expected " +
+                                        claimed.str() + ", received " + Sha256Of("x").str() +
+                                        " (1 byte); nothing was stored");
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  ASSERT_EQ(::write(fds[1], "xy", 2), 2);
+  ::close(fds[1]);
+  Result<Digest> from_fd = store().PutFd(fds[0], &claimed);
+  ::close(fds[0]);
+  EXPECT_EQ(from_fd.status().message(), "blob content does not match its descriptor: expected " +
+                                            claimed.str() + ", received " + Sha256Of("xy").str() +
+                                            " (2 bytes); nothing was stored");
+  // With a stated size, both sizes.
+  auto w = store().NewWriter();
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE(w->Write("xy").ok());
+  Status st = w->Commit(claimed, 1);
+  EXPECT_EQ(st.message(), "blob content does not match its descriptor: expected " + claimed.str() +
+                              " (1 byte), received " + Sha256Of("xy").str() +
+                              " (2 bytes); nothing was stored");
+  EXPECT_TRUE(Blobs().empty());
+  EXPECT_TRUE(Ingest().empty());
+}
+
 TEST_F(StoreTest, SizeMismatchLeavesNothing) {
   auto w = store().NewWriter();
   ASSERT_TRUE(w.ok());

@@ -26,6 +26,7 @@
 #include "exporter/outputs.h"
 #include "image/platform.h"
 #include "snapshot/snapshotter.h"
+#include "util/digest.h"
 
 namespace kiln::exporter {
 namespace {
@@ -118,13 +119,34 @@ Status WriteTar(const OutputEnv& env, const std::string& top, const std::string&
   if (::fchmod(fd.get(), 0644) != 0) {
     return fail(Status::IOError("output type=tar: chmod " + temp + ": " + std::strerror(errno)));
   }
-  Status st =
-      env.snapshots->Export(top, Counting(util::FdSink(fd.get()), env.report, task), options);
+  // The bytes are hashed on their way to the file, and the file read back
+  // and hashed before it is moved into place: what lands at `dest` is
+  // exactly the tar that was made, or nothing.
+  util::Sha256 made;
+  const util::ByteSink file_sink = util::FdSink(fd.get());
+  const util::ByteSink hashing = [&](std::string_view chunk) -> Status {
+    made.Update(chunk);
+    return file_sink(chunk);
+  };
+  Status st = env.snapshots->Export(top, Counting(hashing, env.report, task), options);
   if (!st.ok()) return fail(st.Annotate("output type=tar: " + dest));
   if (::fsync(fd.get()) != 0) {
     return fail(Status::IOError("output type=tar: fsync " + temp + ": " + std::strerror(errno)));
   }
   fd.reset();
+  const uint64_t made_bytes = made.size();
+  const util::Digest made_digest = made.Finish();
+  Result<util::Digest> on_disk = util::Sha256OfFile(temp);
+  if (!on_disk.ok()) return fail(on_disk.status().Annotate("output type=tar: reading back"));
+  if (*on_disk != made_digest) {
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(temp, ec);
+    return fail(Status::IOError(
+        "output type=tar: the tar written for " + dest + " does not read back as it was written: " +
+        std::to_string(made_bytes) + " bytes hashing to " + made_digest.str() + " were written, " +
+        (ec ? std::string("a file") : std::to_string(size) + " bytes") + " hashing to " +
+        on_disk->str() + " were read; it was not kept"));
+  }
   if (::rename(temp.c_str(), path.c_str()) != 0) {
     return fail(Status::IOError("output type=tar: cannot rename " + temp + " to " + dest + ": " +
                                 std::strerror(errno)));

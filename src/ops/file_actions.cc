@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "util/no_space.h"
+#include "util/sparse.h"
 #include "util/userdb.h"
 
 // Choices where BuildKit leaves room, kept here so callers can rely on them:
@@ -339,39 +340,11 @@ Result<SrcEntry> OpenTop(const RootDir& root, const std::string& clean, bool fol
   return FinishOpen(std::move(e), clean);
 }
 
+// Copies the file's bytes keeping its holes (a sparse file stays sparse).
 Status CopyData(int in, int out, const std::string& display) {
-  loff_t off_in = 0;
-  bool use_cfr = true;
-  for (;;) {
-    if (use_cfr) {
-      ssize_t n = ::copy_file_range(in, &off_in, out, nullptr, 1 << 30, 0);
-      if (n > 0) continue;
-      if (n == 0) return Status::Ok();
-      if (errno == EINTR) continue;
-      if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-          errno == EBADF || errno == EPERM) {
-        use_cfr = false;
-        continue;
-      }
-      return Errno("copy", display, errno);
-    }
-    char buf[1 << 16];
-    ssize_t n = ::pread(in, buf, sizeof(buf), off_in);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("read", display, errno);
-    }
-    if (n == 0) return Status::Ok();
-    off_in += n;
-    for (ssize_t done = 0; done < n;) {
-      ssize_t w = ::write(out, buf + done, static_cast<size_t>(n - done));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Errno("write", display, errno);
-      }
-      done += w;
-    }
-  }
+  Status st = util::CopySparse(in, out);
+  if (!st.ok()) return Status(st.code(), "copy /" + display + ": " + st.message());
+  return Status::Ok();
 }
 
 // Copies user.* and security.capability from `in` to `out`, best effort on
@@ -614,17 +587,10 @@ Status Extract(struct archive* a, struct archive_entry* entry, const RootDir& ro
           int r = archive_read_data_block(a, &buf, &size, &offset);
           if (r == ARCHIVE_EOF) break;
           if (r < ARCHIVE_WARN) return fail("read " + display + ": " + archive_error_string(a));
-          const char* p = static_cast<const char*>(buf);
-          while (size > 0) {
-            ssize_t w = ::pwrite(out.get(), p, size, offset);
-            if (w < 0) {
-              if (errno == EINTR) continue;
-              return Errno("write", clean, errno);
-            }
-            p += w;
-            size -= static_cast<size_t>(w);
-            offset += w;
-          }
+          // Holes of sparse entries and runs of zero blocks stay holes.
+          Status wrote = util::WriteSparse(
+              out.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+          if (!wrote.ok()) return Status(wrote.code(), "/" + clean + ": " + wrote.message());
         }
         if (::ftruncate(out.get(), archive_entry_size(entry)) != 0)
           return Errno("truncate", clean, errno);
@@ -671,6 +637,13 @@ Status Extract(struct archive* a, struct archive_entry* entry, const RootDir& ro
 Result<bool> TryUnpack(const SrcEntry& e, const RootDir& dest, const std::string& dest_clean,
                        const std::optional<util::Identity>& chown, const std::string& what) {
   if (!S_ISREG(e.st.st_mode) || e.st.st_size == 0) return false;
+  // A fresh open file description (a dup would share the offset). Opened
+  // before the archive handle so that it outlives it: archive_read_free
+  // still reads through the descriptor it was given.
+  std::string proc = "/proc/self/fd/" + std::to_string(e.fd.get());
+  int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Errno("open", what, errno);
+  UniqueFd in(fd);
   std::unique_ptr<struct archive, ArchiveDeleter> a(archive_read_new());
   if (!a) return Status::Internal(what + ": archive_read_new failed");
   archive_read_support_filter_gzip(a.get());
@@ -678,11 +651,6 @@ Result<bool> TryUnpack(const SrcEntry& e, const RootDir& dest, const std::string
   archive_read_support_filter_xz(a.get());
   archive_read_support_format_tar(a.get());
   archive_read_support_format_gnutar(a.get());
-  // A fresh open file description (a dup would share the offset).
-  std::string proc = "/proc/self/fd/" + std::to_string(e.fd.get());
-  int fd = ::open(proc.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open", what, errno);
-  UniqueFd in(fd);
   if (archive_read_open_fd(a.get(), in.get(), 1 << 16) != ARCHIVE_OK) return false;
   struct archive_entry* entry = nullptr;
   int r = archive_read_next_header(a.get(), &entry);

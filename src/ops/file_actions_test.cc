@@ -276,6 +276,34 @@ TEST_F(FileActionsTest, CopyFromContextBecomesRootOwned) {
   EXPECT_EQ(Dump(dest_), (Tree{{"f", "f 644 0:0 x"}}));
 }
 
+// Guards issue 15 (the copy snapshotter and COPY turned sparse files into
+// full ones; copy_file_range on ext4 writes the holes out as zeros): a
+// 256 MiB file with two bytes of data is copied with its holes.
+TEST_F(FileActionsTest, CopyKeepsHoles) {
+  const fs::path sparse = src_ / "sparse";
+  {
+    int fd = ::open(sparse.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, "a", 1, 0), 1);
+    ASSERT_EQ(::pwrite(fd, "z", 1, 100 << 20), 1);
+    ASSERT_EQ(::ftruncate(fd, 256 << 20), 0);
+    ::close(fd);
+  }
+  ASSERT_TRUE(Apply({Copy("sparse", "/sparse")}).ok());
+  struct stat st;
+  ASSERT_EQ(::stat((dest_ / "sparse").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 256 << 20);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "the copy's holes were filled";
+  std::string head(1, '\0'), mid(1, '\0');
+  int fd = ::open((dest_ / "sparse").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pread(fd, head.data(), 1, 0), 1);
+  ASSERT_EQ(::pread(fd, mid.data(), 1, 100 << 20), 1);
+  ::close(fd);
+  EXPECT_EQ(head, "a");
+  EXPECT_EQ(mid, "z");
+}
+
 TEST_F(FileActionsTest, CopyIntoExistingDirMergesAndKeepsItsMetadata) {
   fs::create_directories(dest_ / "app");
   ::chmod((dest_ / "app").c_str(), 0711);

@@ -547,10 +547,14 @@ struct Client::Impl {
       }
       if (actual != expected->digest ||
           (expected->size > 0 && static_cast<int64_t>(out.bytes.size()) != expected->size)) {
-        return Status::DigestMismatch(what + ": expected " + expected->digest.str() + " (" +
-                                      std::to_string(expected->size) +
-                                      " bytes), the registry sent " + actual.str() + " (" +
-                                      std::to_string(out.bytes.size()) + " bytes)");
+        // The expected size only when the descriptor states one (a digest
+        // reference does not).
+        auto bytes = [](uint64_t n) { return std::to_string(n) + (n == 1 ? " byte" : " bytes"); };
+        return Status::DigestMismatch(
+            what + ": expected " + expected->digest.str() +
+            (expected->size > 0 ? " (" + bytes(static_cast<uint64_t>(expected->size)) + ")"
+                                : std::string()) +
+            ", the registry sent " + actual.str() + " (" + bytes(out.bytes.size()) + ")");
       }
     } else if (auto dh = r.Header("Docker-Content-Digest")) {
       auto announced = Digest::Parse(*dh);

@@ -178,6 +178,26 @@ TEST_F(ClientTest, BlobLongerThanItsDescriptorIsRejected) {
   EXPECT_TRUE(fs::is_empty(tmp_.path() / "store/ingest"));
 }
 
+// Guards issue 15 (a digest-mismatch message said "(1 bytes)" for the
+// expected size): a manifest fetched by digest that the registry answers
+// with other bytes names the expected digest (no size: a digest reference
+// states none) and the digest and size of what was sent.
+TEST_F(ClientTest, ManifestMismatchStatesBothDigestsAndSizes) {
+  const std::string wanted = R"({"schemaVersion":2})";
+  const Digest digest = util::Sha256Of(wanted);
+  TestServer registry([&](const ServerRequest& r) {
+    if (r.target == "/v2/") return TestServer::Reply(200, {}, "");
+    return TestServer::Reply(200, {"Content-Type: application/vnd.oci.image.manifest.v1+json"},
+                             "{");
+  });
+  Client client = NewClient();
+  auto m = client.FetchManifest(Ref(registry.host() + "/repo@" + digest.str()));
+  EXPECT_EQ(m.status().code(), StatusCode::kDigestMismatch);
+  EXPECT_EQ(m.status().message(), "manifest " + registry.host() + "/repo@" + digest.str() +
+                                      ": expected " + digest.str() + ", the registry sent " +
+                                      util::Sha256Of("{").str() + " (1 byte)");
+}
+
 TEST_F(ClientTest, BearerTokenIsScopedCachedAndRefreshedOn401) {
   int tokens = 0;
   int blob_gets = 0;

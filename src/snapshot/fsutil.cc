@@ -14,6 +14,7 @@
 
 #include "snapshot/internal.h"
 #include "util/no_space.h"
+#include "util/sparse.h"
 
 namespace kiln::snapshot::internal {
 
@@ -90,32 +91,19 @@ Status SetTimes(const fs::path& dst, const struct stat& st) {
   return Status::Ok();
 }
 
-Status CopyFileData(const fs::path& src, const fs::path& dst, const struct stat& st) {
+// Copies the bytes of `src` into the new file `dst`, keeping holes: the copy
+// driver copies every file of the parent for each step, so a sparse file
+// copied in full would grow with every step.
+Status CopyFileData(const fs::path& src, const fs::path& dst, const struct stat&) {
   util::UniqueFd in(::open(src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!in.valid()) return ErrnoError("cannot open", src);
   util::UniqueFd out(
       ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return ErrnoError("cannot create", dst);
-  off_t left = st.st_size;
-  while (left > 0) {
-    ssize_t n = ::copy_file_range(in.get(), nullptr, out.get(), nullptr,
-                                  static_cast<size_t>(std::min<off_t>(left, 1 << 30)), 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP)) {
-      // Fall back to read/write.
-      std::vector<char> buf(1 << 20);
-      for (;;) {
-        ssize_t r = ::read(in.get(), buf.data(), buf.size());
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return ErrnoError("cannot read", src);
-        if (r == 0) break;
-        KILN_RETURN_IF_ERROR(util::FdSink(out.get())(std::string_view(buf.data(), r)));
-      }
-      return Status::Ok();
-    }
-    if (n < 0) return ErrnoError("cannot copy data to", dst);
-    if (n == 0) break;  // the file shrank while copying
-    left -= n;
+  Status st = util::CopySparse(in.get(), out.get());
+  if (!st.ok()) {
+    return Status(st.code(),
+                  "cannot copy " + src.string() + " to " + dst.string() + ": " + st.message());
   }
   return Status::Ok();
 }

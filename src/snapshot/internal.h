@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -77,6 +78,11 @@ enum class ApplyMode {
   kOverlay,  // `root` is an empty upper dir: deletions become whiteouts
   kCopy,     // `root` holds the parent's full tree: deletions delete
 };
-Status ApplyLayer(const fs::path& root, ApplyMode mode, const util::ByteSource& source);
+// `lower` (overlay mode; null for a layer on the empty filesystem) gives a
+// read-only view of the parent's full filesystem, asked for at the first
+// whiteout: whiteouts are made only for paths it holds.
+using LowerView = std::function<Result<fs::path>()>;
+Status ApplyLayer(const fs::path& root, ApplyMode mode, const util::ByteSource& source,
+                  const LowerView& lower = nullptr);
 
 }  // namespace kiln::snapshot::internal

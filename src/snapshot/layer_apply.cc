@@ -7,7 +7,9 @@
 // RESOLVE_NO_MAGICLINKS) on the root's descriptor, so a symlink met on the
 // way (planted by an earlier entry) resolves as if the root were "/"; the
 // entry itself is created relative to that descriptor with *at() calls that
-// never follow its final component.
+// never follow its final component. The copy driver's root also holds the
+// lower layers: there the parent is walked component by component so that
+// both drivers give the same verdict (Extractor::CopyParent).
 #include <archive.h>
 #include <archive_entry.h>
 #include <dirent.h>
@@ -27,6 +29,7 @@
 
 #include "snapshot/internal.h"
 #include "util/no_space.h"
+#include "util/sparse.h"
 
 namespace kiln::snapshot::internal {
 namespace {
@@ -78,7 +81,8 @@ int OpenInRoot(int root, const std::string& path) {
 
 class Extractor {
  public:
-  Extractor(fs::path root, ApplyMode mode) : root_path_(std::move(root)), mode_(mode) {}
+  Extractor(fs::path root, ApplyMode mode, const LowerView& lower)
+      : root_path_(std::move(root)), mode_(mode), lower_view_(lower) {}
 
   // "layer entry "<entry>": <what>: <errno text>"; a full disk names the
   // file in the snapshot.
@@ -118,7 +122,7 @@ class Extractor {
 
     KILN_ASSIGN_OR_RETURN(int dirfd, Parent(entry, parent_parts, /*create=*/true));
     std::string rel = Join(parts, parts.size());
-    written_.insert(rel);
+    written_.insert(cache_real_.empty() ? base : cache_real_ + "/" + base);
 
     const char* link = archive_entry_hardlink(e);
     if (link) return HardLink(entry, dirfd, base, rel, link);
@@ -186,6 +190,14 @@ class Extractor {
   Result<int> Parent(std::string_view entry, const std::vector<std::string>& parts, bool create) {
     std::string path = Join(parts, parts.size());
     if (cache_fd_.valid() && cache_path_ == path) return cache_fd_.get();
+    if (mode_ == ApplyMode::kCopy) {
+      std::string real;
+      KILN_ASSIGN_OR_RETURN(int fd, CopyParent(entry, parts, &real));
+      cache_fd_.reset(fd);
+      cache_path_ = path;
+      cache_real_ = std::move(real);
+      return fd;
+    }
     int fd = OpenInRoot(root_.get(), path);
     if (fd < 0 && errno == ENOENT && create) {
       // Create the missing components one at a time, each inside the root.
@@ -228,7 +240,126 @@ class Extractor {
     }
     cache_fd_.reset(fd);
     cache_path_ = path;
+    // Where the directory really is (a symlink of this layer may have led
+    // elsewhere in the root), for the whiteouts.
+    Result<std::string> real = RealPath(fd);
+    if (!real.ok()) return real.status();
+    cache_real_ = std::move(real).value();
     return fd;
+  }
+
+  // The copy driver's Parent: `root_` holds the lower layers too, which the
+  // overlay driver's empty upper dir does not, so the path is walked one
+  // component at a time to give the verdict overlay gives (issue 15: the
+  // two drivers disagreed on a lower layer's symlink under a later layer's
+  // path, and on an opaque marker or a whiteout through one):
+  //  - a missing component is created (0755, root), as overlay creates it
+  //    in the upper dir;
+  //  - a symlink from a lower layer is replaced by a directory of this
+  //    layer, as overlay's upper directory hides it: nothing is written,
+  //    cleared or deleted through it;
+  //  - a symlink this layer wrote resolves inside the root, as overlay
+  //    resolves it inside the upper dir, and must lead to a directory of
+  //    this layer (one it wrote or created), else the entry is refused as
+  //    overlay refuses it.
+  // Sets *real to the directory's path inside the root, symlinks resolved.
+  Result<int> CopyParent(std::string_view entry, const std::vector<std::string>& parts,
+                         std::string* real) {
+    util::UniqueFd cur(::fcntl(root_.get(), F_DUPFD_CLOEXEC, 0));
+    if (!cur.valid()) return EntryErrno(entry, "cannot open the snapshot root");
+    real->clear();
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const std::string& name = parts[i];
+      const std::string prefix = Join(parts, i + 1);
+      const std::string child = real->empty() ? name : *real + "/" + name;
+      struct stat st;
+      const bool exists = ::fstatat(cur.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+      if (!exists && errno != ENOENT) {
+        return EntryErrno(entry, "cannot stat parent directory \"" + prefix + "\"");
+      }
+      if (exists && S_ISLNK(st.st_mode) && written_.count(child) != 0) {
+        int next = OpenInRoot(root_.get(), child);
+        if (next < 0 && errno == ENOTDIR) {
+          return EntryError(entry, "parent \"" + prefix + "\" is not a directory");
+        }
+        std::string resolved;
+        if (next >= 0) {
+          util::UniqueFd fd(next);
+          Result<std::string> r = RealPath(fd.get());
+          if (!r.ok()) return r.status();
+          resolved = *r;
+          if (resolved.empty() || layer_dirs_.count(resolved) != 0 ||
+              written_.count(resolved) != 0) {
+            cur = std::move(fd);
+            *real = resolved;
+            continue;
+          }
+        } else if (errno != ENOENT) {
+          return EntryErrno(entry, "cannot open parent directory \"" + prefix + "\"");
+        }
+        return EntryError(entry, "parent directory \"" + prefix +
+                                     "\" is a symlink to a directory missing from the layer");
+      }
+      if (exists && S_ISLNK(st.st_mode)) {
+        // A lower layer's symlink: this layer's directory takes its place.
+        if (::unlinkat(cur.get(), name.c_str(), 0) != 0) {
+          return EntryErrno(entry, "cannot replace the symlink \"" + prefix + "\"");
+        }
+      } else if (exists && !S_ISDIR(st.st_mode)) {
+        return EntryError(entry, "parent \"" + prefix + "\" is not a directory");
+      }
+      if ((!exists || S_ISLNK(st.st_mode)) && ::mkdirat(cur.get(), name.c_str(), 0755) != 0) {
+        return EntryErrno(entry, "cannot create parent directory \"" + prefix + "\"");
+      }
+      // In the overlay driver the upper dir now holds this directory too.
+      layer_dirs_.insert(child);
+      int next = ::openat(cur.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (next < 0) return EntryErrno(entry, "cannot open parent directory \"" + prefix + "\"");
+      cur.reset(next);
+      *real = child;
+    }
+    return cur.release();
+  }
+
+  // Whether the parent's filesystem holds `name` in the directory `dir`
+  // (a path inside the root), every component of `dir` a real directory.
+  Result<bool> InLower(const std::string& dir, const std::string& name) {
+    if (!lower_view_) return false;
+    if (!lower_.valid()) {
+      KILN_ASSIGN_OR_RETURN(fs::path lower, lower_view_());
+      lower_.reset(::open(lower.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (!lower_.valid()) return ErrnoError("cannot open the parent snapshot at", lower);
+    }
+    std::vector<std::string> parts;
+    CleanPath(dir, &parts);
+    util::UniqueFd cur(::fcntl(lower_.get(), F_DUPFD_CLOEXEC, 0));
+    for (const std::string& p : parts) {
+      if (!cur.valid()) return false;
+      cur.reset(::openat(cur.get(), p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    }
+    struct stat st;
+    return cur.valid() && ::fstatat(cur.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+  }
+
+  // The path of the directory `fd` inside the root ("" = the root itself).
+  Result<std::string> RealPath(int fd) {
+    auto link = [](int f) -> std::string {
+      char buf[4096];
+      const std::string proc = "/proc/self/fd/" + std::to_string(f);
+      const ssize_t n = ::readlink(proc.c_str(), buf, sizeof buf);
+      return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+    };
+    if (root_real_.empty()) root_real_ = link(root_.get());
+    const std::string p = link(fd);
+    if (root_real_.empty() || p.empty()) {
+      return Status::IOError("cannot read the path of a directory in " + root_path_.string());
+    }
+    if (p == root_real_) return std::string();
+    if (p.size() > root_real_.size() && p.compare(0, root_real_.size(), root_real_) == 0 &&
+        p[root_real_.size()] == '/') {
+      return p.substr(root_real_.size() + 1);
+    }
+    return Status::Internal("directory " + p + " is outside the snapshot root " + root_real_);
   }
 
   // Drops the cached parent when `removed` (an in-root path, "" = all) was
@@ -258,16 +389,14 @@ class Extractor {
         const char* msg = archive_error_string(a);
         return EntryError(entry, std::string("reading data: ") + (msg ? msg : "corrupt tar"));
       }
-      const char* p = static_cast<const char*>(buf);
-      size_t left = size;
-      off_t at = offset;
-      while (left > 0) {
-        ssize_t n = ::pwrite(fd.get(), p, left, at);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return EntryErrno(entry, "cannot write file");
-        p += n;
-        at += n;
-        left -= static_cast<size_t>(n);
+      // Holes of sparse entries and runs of zero blocks stay holes: a
+      // layer holding a 64 GiB file of zeros compresses to a few bytes and
+      // must not cost 64 GiB on disk.
+      Status wrote = util::WriteSparse(
+          fd.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+      if (!wrote.ok()) {
+        return Status(wrote.code(), "layer entry \"" + std::string(entry) +
+                                        "\": cannot write file: " + wrote.message());
       }
       end = std::max<la_int64_t>(end, offset + static_cast<la_int64_t>(size));
     }
@@ -371,18 +500,20 @@ class Extractor {
                   const std::string& target) {
     std::string parent = Join(parent_parts, parent_parts.size());
     std::string rel = parent.empty() ? target : parent + "/" + target;
-    if (mode_ == ApplyMode::kCopy) {
-      // Nothing to delete when the parent is missing.
-      auto dirfd = Parent(entry, parent_parts, /*create=*/false);
-      if (!dirfd.ok())
-        return dirfd.status().code() == StatusCode::kNotFound ? Status::Ok() : dirfd.status();
-      KILN_RETURN_IF_ERROR(RemoveTreeAt(*dirfd, target, root_path_ / rel));
-      InvalidateCache(rel);
-      return Status::Ok();
-    }
+    // The parent is made a directory of this layer as for any entry (in the
+    // copy driver a lower layer's symlink there is replaced, never followed).
     KILN_ASSIGN_OR_RETURN(int dirfd, Parent(entry, parent_parts, /*create=*/true));
+    const std::string real_parent = cache_real_;
     KILN_RETURN_IF_ERROR(RemoveTreeAt(dirfd, target, root_path_ / rel));
     InvalidateCache(rel);
+    if (mode_ == ApplyMode::kCopy) return Status::Ok();
+    // Overlay: a whiteout hides what the lower layers hold at that path.
+    // Where they hold nothing there (no such path, or one that goes through
+    // a symlink, which this layer's directory now hides), a whiteout would
+    // hide nothing and show up as a stray device in a directory of this
+    // layer, so none is made: the copy driver deletes nothing there either.
+    KILN_ASSIGN_OR_RETURN(bool in_lower, InLower(real_parent, target));
+    if (!in_lower) return Status::Ok();
     if (::mknodat(dirfd, target.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0) {
       return EntryErrno(entry, "cannot create whiteout");
     }
@@ -400,7 +531,7 @@ class Extractor {
     }
     // Copy mode: hide what the parent layers held below `dir`, keeping what
     // this layer wrote there already.
-    return ClearLower(entry, dirfd, dir);
+    return ClearLower(entry, dirfd, cache_real_);
   }
 
   Status ClearLower(std::string_view entry, int dirfd, const std::string& dir) {
@@ -438,10 +569,17 @@ class Extractor {
 
   fs::path root_path_;
   ApplyMode mode_;
+  const LowerView& lower_view_;  // overlay: the parent's filesystem (or null)
   util::UniqueFd root_;
+  util::UniqueFd lower_;  // lower_view_'s directory, opened at the first whiteout
   util::UniqueFd cache_fd_;
   std::string cache_path_;
-  std::set<std::string> written_;  // cleaned paths this layer created
+  std::string cache_real_;  // copy mode: cache_path_ with symlinks resolved
+  std::string root_real_;   // copy mode: the root's path, as /proc shows it
+  // Copy mode: paths inside the root (symlinks resolved) of the entries
+  // this layer wrote, and of the directories it created as parents.
+  std::set<std::string> written_;
+  std::set<std::string> layer_dirs_;
   std::vector<std::pair<std::string, struct timespec>> dir_times_;
 };
 
@@ -468,15 +606,19 @@ struct ArchiveReadDeleter {
 
 }  // namespace
 
-Status ApplyLayer(const fs::path& root, ApplyMode mode, const util::ByteSource& source) {
-  Extractor x(root, mode);
+Status ApplyLayer(const fs::path& root, ApplyMode mode, const util::ByteSource& source,
+                  const LowerView& lower) {
+  Extractor x(root, mode, lower);
   KILN_RETURN_IF_ERROR(x.Open());
+  // The context is declared before the handle so that it outlives it:
+  // archive_read_free may still call back into it.
+  ReadCtx ctx;
+  ctx.source = &source;
   std::unique_ptr<struct archive, ArchiveReadDeleter> a(archive_read_new());
+  if (!a) return Status::Internal("reading layer tar: archive_read_new failed");
   archive_read_support_format_tar(a.get());
   archive_read_support_format_gnutar(a.get());
   archive_read_support_filter_none(a.get());
-  ReadCtx ctx;
-  ctx.source = &source;
   auto read_error = [&](std::string_view where) -> Status {
     if (!ctx.status.ok()) return ctx.status;
     const char* msg = archive_error_string(a.get());

@@ -155,34 +155,89 @@ Status CollectCompare(const fs::path& pdir, const fs::path& sdir, const std::str
   return Status::Ok();
 }
 
+// Where libarchive's write callback sends the bytes. `failed` is set by the
+// first error (of the sink, or of the writer giving up): from then on the
+// callback refuses every write without calling the sink again.
 struct WriteCtx {
   const util::ByteSink* sink;
   Status status;
+  bool failed = false;
 };
 
 la_ssize_t WriteCb(struct archive*, void* data, const void* buf, size_t len) {
   auto* ctx = static_cast<WriteCtx*>(data);
+  if (ctx->failed) return -1;
   Status s = (*ctx->sink)(std::string_view(static_cast<const char*>(buf), len));
   if (!s.ok()) {
     ctx->status = s;
+    ctx->failed = true;
     return -1;
   }
   return static_cast<la_ssize_t>(len);
 }
 
-struct ArchiveWriteDeleter {
-  void operator()(struct archive* a) const { archive_write_free(a); }
-};
 struct EntryDeleter {
   void operator()(archive_entry* e) const { archive_entry_free(e); }
 };
 
-Status ArchiveError(struct archive* a, const WriteCtx& ctx, std::string_view what) {
-  if (!ctx.status.ok()) return ctx.status;
-  const char* msg = archive_error_string(a);
-  return Status::IOError("writing layer tar: " + std::string(what) + ": " +
-                         (msg ? msg : "unknown libarchive error"));
-}
+// A libarchive write handle and the context its callback writes into, owned
+// together so that the handle is always freed first: archive_write_free
+// flushes what libarchive still buffers through WriteCb, which must find
+// the context alive. A writer destroyed without a successful Close() (an
+// error, a cancelled export) is abandoned: its buffered bytes are dropped,
+// never handed to the sink, which belongs to a transfer that already
+// failed. (Guards issue 15: a layer export stopped midway freed the handle
+// after the context, and the flush wrote into a destroyed Status.)
+class TarWriter {
+ public:
+  explicit TarWriter(const util::ByteSink& sink) : ctx_{&sink, Status::Ok()} {
+    a_ = archive_write_new();
+  }
+  ~TarWriter() {
+    if (a_ == nullptr) return;
+    if (!closed_) ctx_.failed = true;  // abandoned: nothing more reaches the sink
+    archive_write_free(a_);
+  }
+  TarWriter(const TarWriter&) = delete;
+  TarWriter& operator=(const TarWriter&) = delete;
+
+  struct archive* get() const {
+    return a_;
+  }
+
+  Status Open() {
+    if (a_ == nullptr) return Status::Internal("writing layer tar: archive_write_new failed");
+    archive_write_set_format_pax_restricted(a_);
+    archive_write_set_format_option(a_, "pax", "xattrheader", "SCHILY");
+    archive_write_add_filter_none(a_);
+    archive_write_set_bytes_per_block(a_, 10240);
+    archive_write_set_bytes_in_last_block(a_, 1);
+    if (archive_write_open(a_, &ctx_, nullptr, WriteCb, nullptr) != ARCHIVE_OK) {
+      return Error("open");
+    }
+    return Status::Ok();
+  }
+
+  // Writes the end of the tar and flushes it to the sink.
+  Status Close() {
+    if (archive_write_close(a_) != ARCHIVE_OK) return Error("close");
+    closed_ = true;
+    return Status::Ok();
+  }
+
+  // The error of the last libarchive call: the sink's own when it failed.
+  Status Error(std::string_view what) const {
+    if (!ctx_.status.ok()) return ctx_.status;
+    const char* msg = archive_error_string(a_);
+    return Status::IOError("writing layer tar: " + std::string(what) + ": " +
+                           (msg ? msg : "unknown libarchive error"));
+  }
+
+ private:
+  WriteCtx ctx_;  // declared before a_ and outliving it: see the destructor
+  struct archive* a_ = nullptr;
+  bool closed_ = false;
+};
 
 // Whether archive_write_header wrote the entry. ARCHIVE_WARN is a name
 // (path, link target, user or group) that the locale's charset cannot
@@ -194,16 +249,8 @@ bool HeaderWritten(int r) { return r == ARCHIVE_OK || r == ARCHIVE_WARN; }
 Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const DiffOptions& options) {
   std::sort(items.begin(), items.end(),
             [](const Item& a, const Item& b) { return a.name < b.name; });
-  std::unique_ptr<struct archive, ArchiveWriteDeleter> a(archive_write_new());
-  WriteCtx ctx{&sink, Status::Ok()};
-  archive_write_set_format_pax_restricted(a.get());
-  archive_write_set_format_option(a.get(), "pax", "xattrheader", "SCHILY");
-  archive_write_add_filter_none(a.get());
-  archive_write_set_bytes_per_block(a.get(), 10240);
-  archive_write_set_bytes_in_last_block(a.get(), 1);
-  if (archive_write_open(a.get(), &ctx, nullptr, WriteCb, nullptr) != ARCHIVE_OK) {
-    return ArchiveError(a.get(), ctx, "open");
-  }
+  TarWriter a(sink);
+  KILN_RETURN_IF_ERROR(a.Open());
   // First path written for each multiply-linked inode.
   std::map<std::pair<dev_t, ino_t>, std::string> first_link;
   std::vector<char> buf(1 << 20);
@@ -218,7 +265,7 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const Dif
       archive_entry_set_size(e.get(), 0);
       archive_entry_set_mtime(e.get(), 0, 0);
       if (!HeaderWritten(archive_write_header(a.get(), e.get()))) {
-        return ArchiveError(a.get(), ctx, it.name);
+        return a.Error(it.name);
       }
       continue;
     }
@@ -257,7 +304,7 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const Dif
       continue;  // sockets cannot be stored in a tar; they belong to a process
     }
     if (!HeaderWritten(archive_write_header(a.get(), e.get()))) {
-      return ArchiveError(a.get(), ctx, it.name);
+      return a.Error(it.name);
     }
     if (!data) continue;
     util::UniqueFd fd(::open(it.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
@@ -272,13 +319,12 @@ Status WriteItems(std::vector<Item> items, const util::ByteSink& sink, const Dif
                                           " shrank while its layer was written");
       }
       if (archive_write_data(a.get(), buf.data(), static_cast<size_t>(n)) != n) {
-        return ArchiveError(a.get(), ctx, it.name);
+        return a.Error(it.name);
       }
       left -= n;
     }
   }
-  if (archive_write_close(a.get()) != ARCHIVE_OK) return ArchiveError(a.get(), ctx, "close");
-  return Status::Ok();
+  return a.Close();
 }
 
 }  // namespace

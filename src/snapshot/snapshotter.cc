@@ -30,6 +30,7 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -456,8 +457,23 @@ class SnapshotterImpl : public Snapshotter, public std::enable_shared_from_this<
     } else {
       KILN_RETURN_IF_ERROR(internal::CopyTree(FsDir(parent), root));
     }
-    KILN_RETURN_IF_ERROR(internal::ApplyLayer(
-        root, overlay_ ? internal::ApplyMode::kOverlay : internal::ApplyMode::kCopy, source));
+    if (overlay_) {
+      // The parent's filesystem, for the whiteouts: overlay's empty upper
+      // dir does not show what they would hide.
+      // Mounted at the first whiteout only; unmounted when this returns.
+      std::optional<View> lower;
+      internal::LowerView lower_view = [&]() -> Result<fs::path> {
+        if (!lower) {
+          KILN_ASSIGN_OR_RETURN(View v, Mount(parent));
+          lower.emplace(std::move(v));
+        }
+        return lower->path();
+      };
+      KILN_RETURN_IF_ERROR(internal::ApplyLayer(root, internal::ApplyMode::kOverlay, source,
+                                                parent.empty() ? nullptr : lower_view));
+    } else {
+      KILN_RETURN_IF_ERROR(internal::ApplyLayer(root, internal::ApplyMode::kCopy, source));
+    }
     KILN_RETURN_IF_ERROR(WriteFileAtomic(tmp / "meta.json", MetaJson(std::string(parent), labels)));
     fs::path final_dir = dir_ / std::string(name);
     if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
