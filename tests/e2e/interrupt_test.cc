@@ -20,7 +20,7 @@
 // rules match only that repository's paths, so tests sharing the fixture
 // do not see them.
 //
-// KILN_INTERRUPT_ITERATIONS (default 2) sets the runs per test case and
+// KILN_INTERRUPT_ITERATIONS (default 2, 4 for export) sets the runs per case and
 // KILN_INTERRUPT_SEED the seed of the signal delays (printed on failure).
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -95,10 +95,13 @@ const char* PhaseName(Phase p) {
   return "?";
 }
 
-int Iterations() {
+// Runs per test case: 2, or 4 for export, whose crash on Ctrl-C (issue 15,
+// failure 4) came in 6 of 15 tries; KILN_INTERRUPT_ITERATIONS sets all.
+int Iterations(Phase p) {
   const char* e = std::getenv("KILN_INTERRUPT_ITERATIONS");
   const int n = e != nullptr ? std::atoi(e) : 0;
-  return n > 0 ? n : 2;
+  if (n > 0) return n;
+  return p == Phase::kExport ? 4 : 2;
 }
 
 unsigned Seed() {
@@ -354,7 +357,7 @@ class PhaseInterruptTest : public ::testing::Test {
   }
 
   void RunPhase(Phase phase, int sig) {
-    const int n = Iterations();
+    const int n = Iterations(phase);
     for (int i = 0; i < n; ++i) {
       SCOPED_TRACE(std::string(sig == SIGINT ? "SIGINT" : "SIGKILL") + " during " +
                    PhaseName(phase) + ", run " + std::to_string(i + 1) + " of " +
