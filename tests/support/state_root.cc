@@ -28,15 +28,25 @@ bool IsUnder(const std::string& p, const std::string& root) {
   return p.size() == root.size() || p[root.size()] == '/';
 }
 
-// /proc/PID/stat's state letter ('Z' for a zombie, '?' when unreadable) and comm.
-char ProcState(const std::string& pid, std::string* comm) {
+// From /proc/PID/stat: the state letter ('Z' for a zombie, 'K' for a
+// kernel thread, '?' when unreadable), comm and the start time (clock
+// ticks after boot, field 22).
+char ProcState(const std::string& pid, std::string* comm, std::string* start_time) {
   const std::string stat = Slurp("/proc/" + pid + "/stat");
   const size_t open = stat.find('('), close = stat.rfind(')');
   if (open == std::string::npos || close == std::string::npos || close + 2 >= stat.size()) {
     return '?';
   }
-  if (comm) *comm = stat.substr(open + 1, close - open - 1);
-  return stat[close + 2];
+  *comm = stat.substr(open + 1, close - open - 1);
+  std::istringstream fields(stat.substr(close + 2));
+  std::string f;
+  unsigned long flags = 0;
+  for (int i = 3; i <= 22 && fields >> f; ++i) {
+    if (i == 9) flags = std::stoul(f);
+    if (i == 22) *start_time = f;
+  }
+  constexpr unsigned long kKernelThread = 0x00200000;  // PF_KTHREAD
+  return (flags & kKernelThread) != 0 ? 'K' : stat[close + 2];
 }
 
 bool IsHex(const std::string& s) {
@@ -91,14 +101,24 @@ size_t CountBlobs(const fs::path& root) {
 
 std::vector<std::string> ProcessesUsing(const fs::path& root, const std::string& marker) {
   const std::string r = fs::absolute(root).lexically_normal().string();
-  // Container processes the runtime's state records.
-  std::map<std::string, std::string> recorded;  // pid -> container id
+  // Container processes the runtime's state records: its pid and, when
+  // recorded, the process's start time (a pid seen from another pid
+  // namespace, or reused, names another process).
+  struct Recorded {
+    std::string id;
+    std::string start_time;
+  };
+  std::map<std::string, Recorded> recorded;  // by pid
   std::error_code ec;
   static const std::regex pid_re("\"pid\"\\s*:\\s*([0-9]+)");
+  static const std::regex start_re("\"process-start-time\"\\s*:\\s*([0-9]+)");
   for (const auto& e : fs::directory_iterator(root / "executor" / "runtime", ec)) {
     const std::string status = Slurp(e.path() / "status");
-    std::smatch m;
-    if (std::regex_search(status, m, pid_re)) recorded[m[1]] = e.path().filename().string();
+    std::smatch m, t;
+    if (!std::regex_search(status, m, pid_re)) continue;
+    Recorded r{e.path().filename().string(), ""};
+    if (std::regex_search(status, t, start_re)) r.start_time = t[1];
+    recorded[m[1]] = r;
   }
   std::vector<std::string> out;
   const std::string self = std::to_string(::getpid());
@@ -107,12 +127,14 @@ std::vector<std::string> ProcessesUsing(const fs::path& root, const std::string&
     if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid == self) {
       continue;
     }
-    std::string comm;
-    const char state = ProcState(pid, &comm);
-    if (state == '?' || state == 'Z' || state == 'X') continue;
+    std::string comm, start_time;
+    const char state = ProcState(pid, &comm, &start_time);
+    if (state == '?' || state == 'Z' || state == 'X' || state == 'K') continue;
     std::vector<std::string> why;
-    if (auto it = recorded.find(pid); it != recorded.end()) {
-      why.push_back("the process of container " + it->second);
+    if (auto it = recorded.find(pid);
+        it != recorded.end() &&
+        (it->second.start_time.empty() || it->second.start_time == start_time)) {
+      why.push_back("the process of container " + it->second.id);
     }
     std::string cmdline = Slurp("/proc/" + pid + "/cmdline");
     for (char& c : cmdline) c = c == '\0' ? ' ' : c;

@@ -27,7 +27,8 @@ size_t CountBlobs(const std::filesystem::path& root);
 // (a RUN step's shell), a working directory or a root directory under it,
 // and the process of every container recorded in the runtime's state
 // (ROOT/executor/runtime/<id>/status) that is still alive. Zombies are not
-// counted. "pid N (comm): why".
+// counted, nor kernel threads (a runtime state written from another pid
+// namespace may record a pid that is one here). "pid N (comm): why".
 std::vector<std::string> ProcessesUsing(const std::filesystem::path& root,
                                         const std::string& marker = "");
 
