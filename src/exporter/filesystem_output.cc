@@ -86,10 +86,11 @@ class ChunkPipe {
   Status writer_status_;
 };
 
-// Counts bytes into a task of `report`.
-util::ByteSink Counting(const util::ByteSink& sink, const util::TaskReporter& report,
-                        util::TaskUpdate* task) {
-  return [sink, report, task](std::string_view chunk) -> Status {
+// Counts bytes into a task of `env.report`; once the build is cancelled
+// (env.cancel) the next chunk fails with kCancelled, which stops the export.
+util::ByteSink Counting(const util::ByteSink& sink, const OutputEnv& env, util::TaskUpdate* task) {
+  return [sink, report = env.report, cancel = env.cancel, task](std::string_view chunk) -> Status {
+    if (cancel != nullptr) KILN_RETURN_IF_ERROR(cancel->Check());
     KILN_RETURN_IF_ERROR(sink(chunk));
     task->current += chunk.size();
     util::Report(report, *task);
@@ -100,8 +101,7 @@ util::ByteSink Counting(const util::ByteSink& sink, const util::TaskReporter& re
 Status WriteTar(const OutputEnv& env, const std::string& top, const std::string& dest,
                 const snapshot::DiffOptions& options, util::TaskUpdate* task) {
   if (dest == "-") {
-    return env.snapshots->Export(top, Counting(util::FdSink(STDOUT_FILENO), env.report, task),
-                                 options);
+    return env.snapshots->Export(top, Counting(util::FdSink(STDOUT_FILENO), env, task), options);
   }
   const std::filesystem::path path = dest;
   std::filesystem::path dir = path.parent_path();
@@ -128,7 +128,7 @@ Status WriteTar(const OutputEnv& env, const std::string& top, const std::string&
     made.Update(chunk);
     return file_sink(chunk);
   };
-  Status st = env.snapshots->Export(top, Counting(hashing, env.report, task), options);
+  Status st = env.snapshots->Export(top, Counting(hashing, env, task), options);
   if (!st.ok()) return fail(st.Annotate("output type=tar: " + dest));
   if (::fsync(fd.get()) != 0) {
     return fail(Status::IOError("output type=tar: fsync " + temp + ": " + std::strerror(errno)));
@@ -163,17 +163,20 @@ Status WriteLocal(const OutputEnv& env, const std::string& top, const std::strin
                            (ec ? ec.message() : "a file of that name is in the way"));
   }
   ChunkPipe pipe;
+  Status produced;
   std::thread producer([&] {
-    Status st = env.snapshots->Export(
-        top,
-        Counting([&pipe](std::string_view chunk) { return pipe.Write(chunk); }, env.report, task),
+    produced = env.snapshots->Export(
+        top, Counting([&pipe](std::string_view chunk) { return pipe.Write(chunk); }, env, task),
         options);
-    pipe.CloseWriter(std::move(st));
+    pipe.CloseWriter(produced);
   });
   Status st =
       snapshot::ExtractTar(dest, [&pipe](char* buf, size_t cap) { return pipe.Read(buf, cap); });
   pipe.CloseReader();
   producer.join();
+  // A tar cut short because its producer failed (cancelled, a read error):
+  // that is the cause, not the "corrupt tar" the reader then saw.
+  if (!st.ok() && !produced.ok()) return produced.Annotate("output type=local: " + dest);
   if (!st.ok()) return st.Annotate("output type=local: " + dest);
   return Status::Ok();
 }
@@ -188,6 +191,7 @@ Status WriteFilesystemOutput(const OutputEnv& env, const Output& output, const s
                                    "\" is not a filesystem output");
   }
   if (env.snapshots == nullptr) return Status::Internal("output: no snapshotter");
+  if (env.cancel != nullptr) KILN_RETURN_IF_ERROR(env.cancel->Check());
   auto dest_it = output.attrs.find("dest");
   if (dest_it == output.attrs.end() || dest_it->second.empty()) {
     return Status::InvalidArgument("output type=" + output.type + " needs dest=" +

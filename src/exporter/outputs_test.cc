@@ -405,6 +405,52 @@ TEST_F(OutputFilesTest, TarIsTheSnapshotsExport) {
       << st.message();
 }
 
+// Ctrl-C while a filesystem output is written (issue 15): the export stops
+// at its next chunk with kCancelled (exit 130) instead of finishing and
+// reporting success; a tar leaves no file behind, not even a temp file.
+TEST_F(OutputFilesTest, CancelledOutputStopsAtTheNextChunk) {
+  auto c = snaps_->Prepare(top_);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  std::ofstream(c->path() / "big", std::ios::binary) << std::string(8 << 20, 'x');
+  auto big = c->Commit({{std::string(snapshot::kLabelCreated), "2026-01-01T00:00:02Z"}});
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  for (const std::string type : {"tar", "local"}) {
+    SCOPED_TRACE(type);
+    util::Canceller cancel;
+    env_.cancel = &cancel;
+    int chunks = 0;  // reports of bytes written
+    uint64_t last = 0;
+    env_.report = [&](const util::TaskUpdate& u) {
+      if (u.current <= last) return;
+      last = u.current;
+      if (++chunks == 1) cancel.Cancel("build cancelled (interrupted)");
+    };
+    const fs::path dest = dir_.path() / ("cancelled-" + type);
+    OutputResult result;
+    Status st = WriteFilesystemOutput(env_, Parse("type=" + type + ",dest=" + dest.string()), *big,
+                                      &result);
+    EXPECT_EQ(st.code(), StatusCode::kCancelled) << st.ToString();
+    EXPECT_EQ(chunks, 1) << "chunks exported after the cancellation";
+    if (type == "tar") {
+      EXPECT_FALSE(fs::exists(dest));
+      for (const auto& e : fs::directory_iterator(dir_.path())) {
+        EXPECT_EQ(e.path().filename().string().find(".kiln-"), std::string::npos)
+            << "no temp file left: " << e.path();
+      }
+    }
+  }
+  // Cancelled before it starts: nothing is written.
+  util::Canceller cancelled;
+  cancelled.Cancel("build cancelled (interrupted)");
+  env_.cancel = &cancelled;
+  env_.report = nullptr;
+  const fs::path dest = dir_.path() / "never.tar";
+  OutputResult result;
+  Status st = WriteFilesystemOutput(env_, Parse("type=tar,dest=" + dest.string()), *big, &result);
+  EXPECT_EQ(st.code(), StatusCode::kCancelled) << st.ToString();
+  EXPECT_FALSE(fs::exists(dest));
+}
+
 // Several platforms: a folder per platform, in DIR or at the top of the tar;
 // the scratch snapshot the tar is made from does not stay.
 TEST_F(OutputFilesTest, SeveralPlatformsGiveAFolderEach) {

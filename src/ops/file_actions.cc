@@ -376,13 +376,15 @@ Status CopyXattrs(int in, int out, const std::string& display) {
 class Copier {
  public:
   Copier(const CopySource& src, const graph::FileCopy& copy,
-         const std::optional<util::Identity>& chown)
-      : src_(src), copy_(copy), chown_(chown) {}
+         const std::optional<util::Identity>& chown, const util::Canceller* cancel)
+      : src_(src), copy_(copy), chown_(chown), cancel_(cancel) {}
 
   // Copies `e` (source path `rel`) to the entry `name` of the destination
   // directory `dirfd` (destination path `display`).
   Status CopyEntry(SrcEntry& e, const std::string& rel, int dirfd, const std::string& name,
                    const std::string& display) {
+    // Ctrl-C during a COPY of many or large files stops at the next file.
+    if (cancel_ != nullptr && cancel_->cancelled()) return cancel_->Check();
     struct stat existing;
     bool exists = ::fstatat(dirfd, name.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
     if (!exists && errno != ENOENT) return Errno("lstat", display, errno);
@@ -513,6 +515,7 @@ class Copier {
   const CopySource& src_;
   const graph::FileCopy& copy_;
   const std::optional<util::Identity>& chown_;
+  const util::Canceller* cancel_;  // may be null
 };
 
 // ---- ADD: local archive unpacking ----
@@ -739,7 +742,7 @@ Status DoCopy(const RootDir& dest, const graph::FileCopy& c, const std::vector<C
   }
   if (dest_is_dir) KILN_RETURN_IF_ERROR(dest.MkdirAll(dest_clean, 0755, cuid, cgid).Annotate(what));
 
-  Copier copier(src, c, chown);
+  Copier copier(src, c, chown, ctx.cancel);
   for (const std::string& m : matches) {
     if (src.root == nullptr) {  // the root of scratch: an empty directory
       KILN_RETURN_IF_ERROR(dest.MkdirAll(dest_clean, 0755, cuid, cgid).Annotate(what));
@@ -899,6 +902,7 @@ Status DoRm(const RootDir& dest, const graph::FileRm& r, const FileActionContext
 Status ApplyFileActions(const util::RootDir& dest, const std::vector<graph::FileAction>& actions,
                         const std::vector<CopySource>& sources, const FileActionContext& context) {
   for (const graph::FileAction& action : actions) {
+    if (context.cancel != nullptr) KILN_RETURN_IF_ERROR(context.cancel->Check());
     Status st;
     if (const auto* c = std::get_if<graph::FileCopy>(&action)) {
       st = DoCopy(dest, *c, sources, context);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "graph/graph.h"
+#include "util/cancel.h"
 #include "util/rootfs.h"
 #include "util/status.h"
 
@@ -53,6 +54,10 @@ struct CopySource {
 struct FileActionContext {
   // Relative destinations are resolved against this directory ("/" default).
   std::string cwd = "/";
+  // The build's canceller, or null. Once cancelled, ApplyFileActions starts
+  // no further action and a copy no further file: it returns kCancelled and
+  // leaves `dest` part-way (the caller discards it).
+  const util::Canceller* cancel = nullptr;
 };
 
 // Applies `actions` in order to `dest`. `sources[i]` is the tree of the

@@ -245,6 +245,39 @@ TEST_F(FileActionsTest, CopyTable) {
   EXPECT_EQ(Read(base_ / "outside" / "sentinel"), "keep");
 }
 
+// Ctrl-C during a COPY of many files (issue 15): the copy stops at the next
+// file with kCancelled instead of copying the rest.
+TEST_F(FileActionsTest, CancelledCopyStopsAtTheNextFile) {
+  for (int i = 0; i < 50; ++i) Write(src_ / "many" / ("f" + std::to_string(i)), "x");
+  util::Canceller cancel;
+  CopySource source;
+  // Asked about each entry before it is copied: cancel at the tenth.
+  int seen = 0;
+  source.excluded = [&](std::string_view) {
+    if (++seen == 10) cancel.Cancel("build cancelled (interrupted)");
+    return false;
+  };
+  FileActionContext ctx;
+  ctx.cancel = &cancel;
+  Status st = Apply({Copy("/many", "/many")}, source, ctx);
+  EXPECT_EQ(st.code(), StatusCode::kCancelled) << st.ToString();
+  EXPECT_NE(st.message().find("build cancelled (interrupted)"), std::string::npos) << st.ToString();
+  size_t copied = 0;
+  for (const auto& e : fs::directory_iterator(dest_ / "many")) copied += e.is_regular_file();
+  EXPECT_LT(copied, 10u);
+}
+
+TEST_F(FileActionsTest, CancelledBeforeTheActionsStartsNone) {
+  Write(src_ / "a", "a");
+  util::Canceller cancel;
+  cancel.Cancel("build cancelled (interrupted)");
+  FileActionContext ctx;
+  ctx.cancel = &cancel;
+  Status st = Apply({Copy("/a", "/a")}, {}, ctx);
+  EXPECT_EQ(st.code(), StatusCode::kCancelled) << st.ToString();
+  EXPECT_FALSE(fs::exists(dest_ / "a"));
+}
+
 TEST_F(FileActionsTest, CopyPreservesMtimesAndXattrs) {
   Write(src_ / "d" / "f", "x");
   fs::create_symlink("f", src_ / "d" / "l");

@@ -540,7 +540,9 @@ class FileOpImpl : public solver::Op {
     KILN_ASSIGN_OR_RETURN(snapshot::Active active, env_->snapshots->Prepare(base));
     {
       KILN_ASSIGN_OR_RETURN(util::RootDir dest, util::RootDir::Open(active.path()));
-      KILN_RETURN_IF_ERROR(ApplyFileActions(dest, op_.actions, sources, FileActionContext{}));
+      FileActionContext fac;
+      fac.cancel = ctx.cancel;
+      KILN_RETURN_IF_ERROR(ApplyFileActions(dest, op_.actions, sources, fac));
     }
     trees.clear();
     KILN_ASSIGN_OR_RETURN(std::string id, active.Commit(CreatedLabel()));
@@ -587,8 +589,9 @@ class MergeOpImpl : public solver::Op {
         all.allow_wildcard = false;
         all.dir_copy_contents = true;
         std::vector<graph::FileAction> actions{all};
-        KILN_RETURN_IF_ERROR(
-            ApplyFileActions(dest, actions, {AsCopySource(t)}, FileActionContext{}));
+        FileActionContext fac;
+        fac.cancel = ctx.cancel;
+        KILN_RETURN_IF_ERROR(ApplyFileActions(dest, actions, {AsCopySource(t)}, fac));
       }
     }
     KILN_ASSIGN_OR_RETURN(std::string id, active.Commit(CreatedLabel()));

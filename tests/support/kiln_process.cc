@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -89,34 +90,53 @@ RunResult Run(const std::string& program, const std::vector<std::string>& args,
     return r;
   }
   bool interrupted = false;
+  bool exited = false;
+  int status = 0;
+  auto reap = [&](int flags) {
+    while (!exited) {
+      const pid_t w = ::waitpid(pid, &status, flags);
+      if (w == pid) exited = true;
+      if (w >= 0 || errno != EINTR) break;
+    }
+  };
+  // After the child has exited, what is already in the pipes is read; a
+  // descendant still holding them open is not waited for beyond `drain`.
+  std::chrono::steady_clock::time_point drain_until;
   struct pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   char buf[65536];
   while (open_fds > 0) {
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    for (int i = 0; i < 2; ++i) {
+    const int n = ::poll(fds, 2, exited ? 0 : 20);
+    if (n < 0 && errno != EINTR) break;
+    if (n == 0 && exited) break;
+    for (int i = 0; n > 0 && i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-      if (n <= 0) {
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got <= 0) {
         ::close(fds[i].fd);
         fds[i].fd = -1;
         --open_fds;
         continue;
       }
-      (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(got));
       if (i == 1 && !interrupted && !options.interrupt_after.empty() &&
           r.err.find(options.interrupt_after) != std::string::npos) {
         ::kill(pid, SIGINT);
         interrupted = true;
       }
     }
+    if (exited) {
+      if (std::chrono::steady_clock::now() > drain_until) break;
+      continue;
+    }
+    if (options.watch) options.watch(pid, r.err);
+    reap(WNOHANG);
+    if (exited) drain_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (auto& fd : fds) {
+    if (fd.fd >= 0) ::close(fd.fd);
   }
+  reap(0);
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
   return r;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -39,11 +40,17 @@ struct RunOptions {
   // Variables set (or, with an empty value and unset=true, removed).
   std::map<std::string, std::string> env;
   std::vector<std::string> unset = {"KILN_ROOT", "DOCKER_CONFIG"};
-  // When > 0, SIGINT is sent after this many bytes of stderr contain `interrupt_after`.
+  // When not empty, SIGINT is sent once stderr contains `interrupt_after`.
   std::string interrupt_after;
+  // Called with the child's pid and its stderr so far after each read from
+  // it, and about every 20 ms while the child runs; it may signal the child
+  // (the pid stays valid: the child is reaped only after the last call).
+  std::function<void(int pid, const std::string& err)> watch;
 };
 
-// Runs `program` with `args`, stdout and stderr captured.
+// Runs `program` with `args`, stdout and stderr captured. Returns when the
+// child has exited, with what it wrote until then (output still written by
+// descendants that outlive it, holding its pipes, is not waited for).
 RunResult Run(const std::string& program, const std::vector<std::string>& args,
               const RunOptions& options = {});
 
