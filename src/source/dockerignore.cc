@@ -155,23 +155,36 @@ bool InClass(const Token& t, char32_t r) {
   return in != t.negated;
 }
 
-// Whether tokens[ti..] match all of s[si..]. Backtracks only at `*` (which
-// never crosses '/') and `**`, so paths stay cheap.
-bool MatchAt(const Tokens& tokens, size_t ti, std::string_view s, size_t si) {
+// Whether tokens[ti..] match all of s[si..]. Backtracks at `*` (which never
+// crosses '/') and `**`. The answer for a (ti, si) pair never changes, so
+// `failed` remembers the pairs that did not match (allocated at the first
+// backtrack): a match costs at most tokens x |s|^2 steps, however many stars
+// the pattern has ("*a*a*a*a*a*a*b" would otherwise take exponential time on
+// a long name, and a .dockerignore can come from a remote context).
+bool MatchFrom(const Tokens& tokens, size_t ti, std::string_view s, size_t si,
+               std::vector<bool>& failed) {
+  auto attempt = [&](size_t t, size_t j) {
+    const size_t width = s.size() + 1;
+    if (failed.empty()) failed.resize((tokens.size() + 1) * width);
+    if (failed[t * width + j]) return false;
+    if (MatchFrom(tokens, t, s, j, failed)) return true;
+    failed[t * width + j] = true;
+    return false;
+  };
   while (ti < tokens.size()) {
     const Token& t = tokens[ti];
     switch (t.kind) {
       case TokKind::kRest:
         return true;
       case TokKind::kDirs:
-        if (MatchAt(tokens, ti + 1, s, si)) return true;
+        if (attempt(ti + 1, si)) return true;
         for (size_t j = si; j < s.size(); ++j) {
-          if (s[j] == '/' && MatchAt(tokens, ti + 1, s, j + 1)) return true;
+          if (s[j] == '/' && attempt(ti + 1, j + 1)) return true;
         }
         return false;
       case TokKind::kStar:
         for (size_t j = si;; ++j) {
-          if (MatchAt(tokens, ti + 1, s, j)) return true;
+          if (attempt(ti + 1, j)) return true;
           if (j >= s.size() || s[j] == '/') return false;
         }
       case TokKind::kLiteral:
@@ -188,6 +201,11 @@ bool MatchAt(const Tokens& tokens, size_t ti, std::string_view s, size_t si) {
     }
   }
   return si == s.size();
+}
+
+bool MatchAt(const Tokens& tokens, size_t ti, std::string_view s, size_t si) {
+  std::vector<bool> failed;
+  return MatchFrom(tokens, ti, s, si, failed);
 }
 
 std::vector<std::string> Split(std::string_view s) {

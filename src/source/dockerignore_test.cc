@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -279,6 +280,35 @@ TEST(PathMatchTest, ShellSemantics) {
   // Go checks the pattern even when the name already failed to match.
   auto r = PathMatch("x[", "abc");
   EXPECT_FALSE(r.ok());
+}
+
+// Regression: matching backtracked at every `*` and `**` without memory, so
+// a pattern with many stars took exponential time on a long name (a hostile
+// .dockerignore in a remote context hung the build). Each case below took
+// minutes; with the memo it is a few thousand steps.
+TEST(IgnoreMatcherTest, ManyStarsMatchInPolynomialTime) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string stars;
+  for (int i = 0; i < 16; ++i) stars += "*a";
+  const std::string name(200, 'a');
+  auto r = PathMatch(stars + "b", name);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  EXPECT_TRUE(*PathMatch(stars, name));
+
+  auto m = IgnoreMatcher::Parse(stars + "b\n" + "!" + stars + "c\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->Excluded(name + "/" + name));
+
+  std::string dirs;
+  for (int i = 0; i < 16; ++i) dirs += "**/a/";
+  auto d = IgnoreMatcher::Parse(dirs + "b");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  std::string path;
+  for (int i = 0; i < 100; ++i) path += "a/";
+  EXPECT_FALSE(d->Excluded(path + "c"));
+  EXPECT_TRUE(d->Excluded(path + "b"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
 }
 
 TEST(CleanPathTest, GoClean) {
