@@ -18,7 +18,8 @@
 //      nothing behind.
 // With KILN_FUZZ_LAYER_AGREE=1 it also requires both drivers to give the same
 // verdict and the same filesystem (overlay's upper merged onto the parent
-// must equal the copy driver's tree).
+// must equal the copy driver's tree). KILN_FUZZ_VERBOSE=1 prints each
+// driver's verdict.
 //
 // What is not covered: the overlay mount itself (the kernel merges lower and
 // upper dirs; a mount per run would cost more than the apply) and Export()
@@ -219,6 +220,7 @@ struct World {
   Driver drivers[2];
   std::map<std::string, std::string> before;  // Tree(base) after setup
   bool agree = false;
+  bool verbose = false;  // KILN_FUZZ_VERBOSE: print each driver's verdict
   uint64_t runs = 0;
 };
 
@@ -245,6 +247,7 @@ void Setup() {
   }
   std::atexit(Cleanup);
   w.agree = std::getenv("KILN_FUZZ_LAYER_AGREE") != nullptr;
+  w.verbose = std::getenv("KILN_FUZZ_VERBOSE") != nullptr;
 
   // The canary: a file (with an xattr), a directory and a symlink.
   w.canary = w.base / "canary";
@@ -343,6 +346,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Driver& d = w.drivers[i];
     auto r = d.snaps->Apply("parent", id, LayerSource(input));
     verdict[i] = r.status();
+    if (w.verbose) std::fprintf(stderr, "%s: %s\n", d.name.c_str(), r.status().ToString().c_str());
     if (!r.ok()) {
       if (d.snaps->Stat(id).ok()) Die(d.name + ": a failed apply left snapshot " + id);
       continue;

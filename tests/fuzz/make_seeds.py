@@ -77,7 +77,7 @@ def H(name, link):
     return dict(name=name, type=tarfile.LNKTYPE, link=link)
 
 
-def raw_header(name, typeflag, size_field, link=b"", extra=b""):
+def raw_header(name, typeflag, size_field, link=b"", extra=b"", at=345):
     h = bytearray(512)
     h[0:len(name)] = name
     h[100:108] = b"0000644\0"
@@ -89,7 +89,7 @@ def raw_header(name, typeflag, size_field, link=b"", extra=b""):
     h[156:157] = typeflag
     h[157:157 + len(link)] = link
     h[257:265] = b"ustar\x0000"
-    h[345:345 + len(extra)] = extra
+    h[at:at + len(extra)] = extra
     s = sum(h)
     h[148:156] = b"%06o\0 " % s
     return bytes(h)
@@ -156,14 +156,37 @@ def layers():
     seeds["huge-size-base256"] = (raw_header(b"b256", b"0", b"\x80" + b"\0" * 3 + b"\x7f" + b"\xff" * 7)
                                   + b"\0" * 1024)
     seeds["negative-size-base256"] = raw_header(b"neg", b"0", b"\xff" * 12) + b"\0" * 1024
+    # Old GNU sparse: one 512-byte chunk at offset 0 of a 2^40-byte file
+    # (sparse map at 386, real size at 483).
     seeds["sparse-gnu"] = (raw_header(b"sparse", b"S", b"00000001000\0",
-                                      extra=b"")[:386] + b"00000000000\0" + b"00000001000\0" +
-                           b"\0" * (512 - 410) + b"x" * 512 + b"\0" * 1024)
+                                      extra=b"00000000000\0" + b"00000001000\0" + b"\0" * 73 +
+                                      b"20000000000000\0", at=386) + b"x" * 512 + b"\0" * 1024)
     seeds["pax-sparse-huge"] = tar([F("ps", "y" * 16, pax={
         "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "ps",
         "GNU.sparse.realsize": "1099511627776"})])
     seeds["truncated-header"] = tar([F("a")])[:700]
     seeds["bad-checksum"] = bytes(b ^ 1 if i == 150 else b for i, b in enumerate(tar([F("a")])))
+    # Each hostile entry alone too, so that the first refusal does not hide
+    # the others from the fuzzer.
+    singles = {
+        "through-parent-symlinks": [F("abs/pwned"), F("rel5/pwned"), F("rel4/pwned"),
+                                    F("root/dev/shm/pwned"), F("o/sub/up/pwned"),
+                                    F("absfile", "overwritten\n"), F("relfile/x")],
+        "hardlink-outside": [H("h2", "/etc/passwd"), H("h3", "abs/secret"), H("h4", "absfile"),
+                             H("h6", "rel5/secret"), H("h7", "etc"), H("h8", "d/f")],
+        "whiteout-through-symlink": [F("abs/.wh.secret"), F("rel5/.wh.dir"),
+                                     F("abs/.wh..wh..opq"), F("root/.wh.etc"),
+                                     F("o/sub/up/.wh.link"), F(".wh.abs"), F("o/.wh..wh..opq")],
+        "devices": [dict(name="dev/sda", type=tarfile.BLKTYPE, major=8, minor=0),
+                    dict(name="abs/dev", type=tarfile.CHRTYPE, major=1, minor=5)],
+        "symlink-then-write": [L("evil", "/"), L("up", "../../../../../../..")],
+    }
+    for group, entries in singles.items():
+        for i, e in enumerate(entries):
+            seeds["%s-%d" % (group, i)] = tar([e])
+    seeds["symlink-then-write-evil"] = tar([L("evil", "/"), F("evil/tmp/kiln-pwned")])
+    seeds["symlink-then-write-up"] = tar([L("up", "../../../../../../.."), F("up/kiln-pwned")])
+    seeds["symlink-chain"] = tar([L("a", "b"), L("b", "abs"), F("a/x")])
     for name, data in seeds.items():
         write("fuzz_layer_apply", name + ".tar", data)
     for name in ["plain", "through-parent-symlinks", "hardlink-outside", "whiteouts", "devices"]:
