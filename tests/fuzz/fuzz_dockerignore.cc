@@ -9,6 +9,8 @@
 // below it is excluded. It also checks that PathMatch reports a malformed
 // pattern whatever the name, and that CleanPath is idempotent.
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -50,10 +52,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Shell patterns (COPY wildcards): each line against each path component.
   std::vector<std::string_view> patterns = Lines(ignore);
   if (patterns.size() > 16) patterns.resize(16);
+  // KILN_FUZZ_PRINT=1 prints every answer, to compare two matchers.
+  static const bool print = std::getenv("KILN_FUZZ_PRINT") != nullptr;
   for (std::string_view pattern : patterns) {
     auto empty = src::PathMatch(pattern, "");
     for (std::string_view p : paths) {
       auto r = src::PathMatch(pattern, p.substr(0, p.find('/')));
+      if (print) std::printf("match %d %d\n", r.ok(), r.ok() && *r);
       KILN_CHECK(r.ok() == empty.ok(), "PathMatch reports a bad pattern only for some names");
     }
   }
@@ -68,6 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (std::string_view raw : paths) {
     const std::string p = src::CleanPath(raw);
     const bool excluded = m->Excluded(p);
+    if (print) std::printf("excluded %d below %d\n", excluded, m->MayIncludeBelow(p));
     if (p == ".." || p.starts_with("../")) continue;  // a walk never meets these
     KILN_CHECK(m->Excluded(raw) == excluded, "Excluded() depends on how the path is written");
     // Every ancestor that prunes the walk must exclude the path.
