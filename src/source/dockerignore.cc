@@ -167,11 +167,32 @@ bool InClass(const Token& t, char32_t r) {
 // backtracking took exponential time on patterns such as
 // "*a*a*a*a*a*a*a*a*b".
 bool MatchAt(const Tokens& tokens, size_t ti, std::string_view s, size_t si) {
+  // Without `*` or `**` a pattern matches one code point per token: no
+  // states to keep (the common case: a context walk matches every path).
+  bool plain = true;
+  for (size_t t = ti; t < tokens.size() && plain; ++t) {
+    plain = tokens[t].kind != TokKind::kStar && tokens[t].kind != TokKind::kDirs &&
+            tokens[t].kind != TokKind::kRest;
+  }
+  if (plain) {
+    for (; ti < tokens.size(); ++ti) {
+      if (si >= s.size()) return false;
+      const Token& tok = tokens[ti];
+      const char32_t r = NextRune(s, &si);
+      if (tok.kind == TokKind::kLiteral && r != tok.ch) return false;
+      if (tok.kind == TokKind::kOne && r == '/') return false;
+      if (tok.kind == TokKind::kClass && !InClass(tok, r)) return false;
+    }
+    return si == s.size();
+  }
   constexpr size_t kRing = 5;
   const size_t states = 2 * (tokens.size() + 1);  // 2 * t + skipping
-  std::vector<size_t> pending[kRing];
+  // Scratch reused across calls on this thread (no allocation per match).
+  thread_local std::vector<size_t> pending[kRing];
+  thread_local std::vector<size_t> seen;
+  for (auto& row : pending) row.clear();
   // seen[row * states + state] == offset: the state is pending there.
-  std::vector<size_t> seen(kRing * states, SIZE_MAX);
+  seen.assign(kRing * states, SIZE_MAX);
   size_t queued = 0;  // entries in all rows
   auto add = [&](size_t at, size_t t, bool skipping) {
     const size_t state = 2 * t + (skipping ? 1 : 0);
