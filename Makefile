@@ -57,7 +57,8 @@ clean:
 # fuzz_shell are seeded with the conformance Dockerfiles (symlinked: read in
 # place), the others with their committed corpus tests/fuzz/corpus/<target>;
 # new inputs go to build-fuzz/corpus-<target>, findings to
-# build-fuzz/crashes-<target>/. fuzz_layer_apply needs root (it mounts a
+# build-fuzz/crashes-<target>/. A target with a finding does not stop the
+# others; make fails at the end naming it. fuzz_layer_apply needs root (it mounts a
 # private tmpfs). docs/fuzzing.md says what each target covers.
 FUZZ_SECONDS    ?= 60
 CONFORMANCE_DIR ?= ../shared/conformance
@@ -80,8 +81,9 @@ fuzz: deps
 	  \( -name Dockerfile -o -name '*.Dockerfile' \) | while read -r f; do \
 	    ln -s "$$f" "build-fuzz/seeds/$$(printf '%s' "$$f" | sha256sum | cut -c1-16)"; \
 	  done
-	set -e; $(foreach t,$(FUZZ_TARGETS), \
+	failed=; $(foreach t,$(FUZZ_TARGETS), \
 	  mkdir -p build-fuzz/corpus-$(t) build-fuzz/crashes-$(t); \
 	  build-fuzz/tests/fuzz/$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(call fuzz_max_len,$(t)) \
 	    -timeout=10 -dict=$(call fuzz_dict,$(t)) -artifact_prefix=build-fuzz/crashes-$(t)/ \
-	    build-fuzz/corpus-$(t) $(call fuzz_seeds,$(t));)
+	    build-fuzz/corpus-$(t) $(call fuzz_seeds,$(t)) || failed="$$failed $(t)";) \
+	test -z "$$failed" || { echo "fuzz: findings in$$failed (see build-fuzz/crashes-*)"; exit 1; }

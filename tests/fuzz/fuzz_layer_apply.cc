@@ -19,7 +19,7 @@
 // With KILN_FUZZ_LAYER_AGREE=1 it also requires both drivers to give the same
 // verdict and the same filesystem (overlay's upper merged onto the parent
 // must equal the copy driver's tree). KILN_FUZZ_VERBOSE=1 prints each
-// driver's verdict.
+// driver's verdict and Diff() status.
 //
 // What is not covered: the overlay mount itself (the kernel merges lower and
 // upper dirs; a mount per run would cost more than the apply) and Export()
@@ -313,8 +313,12 @@ void RoundTrip(Driver& d, const std::string& id) {
     layer.append(chunk);
     return Status::Ok();
   });
+  if (world->verbose) std::fprintf(stderr, "%s diff: %s\n", d.name.c_str(), s.ToString().c_str());
   if (!s.ok()) {
-    // Reading a tree this process just wrote may only fail on resources.
+    // Reading a tree this process just wrote may only fail on resources
+    // (ENOSPC on the scratch is an IOError). That also lets through
+    // "Can't translate pathname" for a long non-UTF-8 name (an IOError
+    // too; see docs/fuzzing.md).
     if (s.code() != kiln::StatusCode::kResourceExhausted &&
         s.code() != kiln::StatusCode::kIOError) {
       Die(d.name + ": Diff of an applied layer failed: " + s.ToString());
