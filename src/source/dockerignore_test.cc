@@ -330,7 +330,7 @@ TEST(IgnoreMatcherTest, DoubleStarStartsAtAComponent) {
       {"**/b", "b", true},      {"**/b", "x/b", true},      {"**/b", "ab", false},
       {"**/b", "x/ab", false},  {"a/**b", "a/b", true},     {"a/**b", "a/x/b", true},
       {"a/**b", "a/xb", false}, {"**/a/**/b", "a/b", true}, {"**/a/**/b", "xa/b", false},
-      {"x**/b", "x/b", true},   {"x**/b", "xy/b", true},   {"x**/b", "x/y/b", true},
+      {"x**/b", "x/b", true},   {"x**/b", "xy/b", true},    {"x**/b", "x/y/b", true},
   };
   for (const auto& c : cases) {
     auto m = IgnoreMatcher::Parse(c.pattern);

@@ -9,9 +9,9 @@
 // below it is excluded. It also checks that PathMatch reports a malformed
 // pattern whatever the name, and that CleanPath is idempotent.
 #include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
