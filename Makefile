@@ -53,14 +53,25 @@ clean:
 	rm -rf $(BUILD_DIR) build-asan
 
 # libFuzzer targets (tests/fuzz) under ASan/UBSan, built with clang in their
-# own tree. Each runs FUZZ_SECONDS, seeded with the conformance Dockerfiles
-# (symlinked: read in place); findings land in build-fuzz/crashes-<target>/.
+# own tree. Each runs FUZZ_SECONDS, one after the other. fuzz_parser and
+# fuzz_shell are seeded with the conformance Dockerfiles (symlinked: read in
+# place), the others with their committed corpus tests/fuzz/corpus/<target>;
+# new inputs go to build-fuzz/corpus-<target>, findings to
+# build-fuzz/crashes-<target>/. A target with a finding does not stop the
+# others; make fails at the end naming it. fuzz_layer_apply needs root (it mounts a
+# private tmpfs). docs/fuzzing.md says what each target covers.
 FUZZ_SECONDS    ?= 60
 CONFORMANCE_DIR ?= ../shared/conformance
-FUZZ_TARGETS    := fuzz_parser fuzz_shell
+FUZZ_TARGETS    ?= fuzz_parser fuzz_shell fuzz_layer_apply fuzz_image fuzz_registry \
+                   fuzz_buildinfo fuzz_dockerignore fuzz_reference fuzz_cli_options
+FUZZ_DOCKERFILE := fuzz_parser fuzz_shell
+# Per target: seeds, dictionary and longest input.
+fuzz_seeds   = $(if $(filter $(FUZZ_DOCKERFILE),$1),build-fuzz/seeds,tests/fuzz/corpus/$1)
+fuzz_dict    = tests/fuzz/$(if $(filter $(FUZZ_DOCKERFILE),$1),dockerfile,$(if \
+               $(filter fuzz_layer_apply,$1),tar,$(if $(filter fuzz_image fuzz_buildinfo,$1),json,text))).dict
+fuzz_max_len = $(if $(filter fuzz_layer_apply fuzz_image fuzz_buildinfo,$1),65536,16384)
 
 .PHONY: fuzz
-
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_COMPILER=clang++ -DKILN_FUZZ=ON
@@ -70,9 +81,9 @@ fuzz: deps
 	  \( -name Dockerfile -o -name '*.Dockerfile' \) | while read -r f; do \
 	    ln -s "$$f" "build-fuzz/seeds/$$(printf '%s' "$$f" | sha256sum | cut -c1-16)"; \
 	  done
-	for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build-fuzz/corpus-$$t build-fuzz/crashes-$$t && \
-	  build-fuzz/tests/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -timeout=10 \
-	    -dict=tests/fuzz/dockerfile.dict -artifact_prefix=build-fuzz/crashes-$$t/ \
-	    build-fuzz/corpus-$$t build-fuzz/seeds || exit 1; \
-	done
+	failed=; $(foreach t,$(FUZZ_TARGETS), \
+	  mkdir -p build-fuzz/corpus-$(t) build-fuzz/crashes-$(t); \
+	  build-fuzz/tests/fuzz/$(t) -max_total_time=$(FUZZ_SECONDS) -max_len=$(call fuzz_max_len,$(t)) \
+	    -timeout=10 -dict=$(call fuzz_dict,$(t)) -artifact_prefix=build-fuzz/crashes-$(t)/ \
+	    build-fuzz/corpus-$(t) $(call fuzz_seeds,$(t)) || failed="$$failed $(t)";) \
+	test -z "$$failed" || { echo "fuzz: findings in$$failed (see build-fuzz/crashes-*)"; exit 1; }

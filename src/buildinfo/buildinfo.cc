@@ -136,7 +136,11 @@ Status ReadSource(const json& v, const std::string& path, Source* out) {
   return Status::Ok();
 }
 
-Status ReadBuildInfo(const json& v, const std::string& path, BuildInfo* out) {
+Status ReadBuildInfo(const json& v, const std::string& path, BuildInfo* out, int depth = 0) {
+  if (depth > kMaxDepsDepth) {
+    return Status::InvalidArgument("build sources: deps nested deeper than " +
+                                   std::to_string(kMaxDepsDepth) + " levels");
+  }
   if (v.is_null()) return Status::Ok();
   if (!v.is_object()) return WrongType(path, "an object", v);
   const std::string prefix = path.empty() ? "" : path + ".";
@@ -178,7 +182,7 @@ Status ReadBuildInfo(const json& v, const std::string& path, BuildInfo* out) {
       out->deps.clear();
       for (const auto& [name, dv] : m.items()) {
         BuildInfo dep;
-        KILN_RETURN_IF_ERROR(ReadBuildInfo(dv, prefix + "deps." + name, &dep));
+        KILN_RETURN_IF_ERROR(ReadBuildInfo(dv, prefix + "deps." + name, &dep, depth + 1));
         out->deps.emplace(name, std::move(dep));
       }
     }

@@ -42,6 +42,10 @@ inline constexpr std::string_view kInlineCacheField = "moby.buildkit.cache.v0";
 // uses kMetadataKey + "/" + platform (R13, R40).
 inline constexpr std::string_view kMetadataKey = "containerimage.buildinfo";
 
+// Deepest `deps` nesting Decode() accepts (a record of a build whose named
+// contexts carry records of their own nests one level per context).
+inline constexpr int kMaxDepsDepth = 100;
+
 // K12: a record larger than this after encoding is refused.
 inline constexpr size_t kMaxRecordSize = size_t{1} << 20;
 
@@ -59,7 +63,10 @@ struct Source {
 // Attribute values are optional strings: null is not "" (R4).
 using Attrs = std::map<std::string, std::optional<std::string>>;
 
-// The record. `deps` nest without a depth limit (R1).
+// The record. `deps` nest without a depth limit in BuildKit (R1); Decode()
+// refuses more than kMaxDepsDepth levels, since every walk of a record
+// (decode, encode, merge, redact, compare, destroy) recurses once per level
+// and a hostile image config could otherwise overflow the stack.
 struct BuildInfo {
   std::string frontend;
   Attrs attrs;

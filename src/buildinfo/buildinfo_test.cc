@@ -95,6 +95,28 @@ TEST(DecodeTest, WrongTypeErrors) {
             "build sources: top level: expected an object, found array");
 }
 
+// Regression (fuzz_buildinfo with a deep input): every walk of a record
+// recursed once per deps level without a bound, so a record nested a few
+// thousand levels deep (in a hostile image config, for `kiln buildinfo
+// inspect`) overflowed the stack.
+TEST(DecodeTest, DepsDepthIsBounded) {
+  auto nested = [](int levels) {
+    std::string s;
+    for (int i = 0; i < levels; ++i) s += R"({"deps":{"d":)";
+    s += "{}";
+    for (int i = 0; i < levels; ++i) s += "}}";
+    return s;
+  };
+  auto ok = Decode(nested(kMaxDepsDepth));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(Encode(*ok), nested(kMaxDepsDepth));
+  EXPECT_EQ(Decode(nested(kMaxDepsDepth + 1)).status().message(),
+            "build sources: deps nested deeper than 100 levels");
+  auto deep = Decode(nested(200000));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(DecodeTest, BadJson) {
   auto bi = Decode("{\"frontend\":");
   ASSERT_FALSE(bi.ok());

@@ -27,6 +27,7 @@
 #include "cli/progress.h"
 #include "cli/ref_index.h"
 #include "cli/resolver.h"
+#include "cli/secret_spec.h"
 #include "content/store.h"
 #include "executor/executor.h"
 #include "exporter/image_writer.h"
@@ -158,27 +159,10 @@ class SignalWatcher {
 Result<std::map<std::string, std::string>> ParseSecrets(const std::vector<std::string>& specs) {
   std::map<std::string, std::string> out;
   for (const std::string& spec : specs) {
-    std::map<std::string, std::string> kv;
-    size_t start = 0;
-    for (;;) {
-      const size_t comma = spec.find(',', start);
-      const std::string part =
-          spec.substr(start, comma == std::string::npos ? spec.npos : comma - start);
-      const size_t eq = part.find('=');
-      if (eq == std::string::npos) {
-        return Status::InvalidArgument("--secret " + spec + ": \"" + part +
-                                       "\" is not KEY=VALUE (expected id=ID,src=FILE or "
-                                       "id=ID,env=VAR)");
-      }
-      kv[part.substr(0, eq)] = part.substr(eq + 1);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-    std::string id = kv["id"];
-    std::string src = kv.count("src") ? kv["src"] : kv["source"];
-    const std::string env = kv["env"];
-    if (id.empty()) id = !src.empty() ? fs::path(src).filename().string() : env;
-    if (id.empty()) return Status::InvalidArgument("--secret " + spec + ": no id given");
+    KILN_ASSIGN_OR_RETURN(SecretSpec parsed, ParseSecretSpec(spec));
+    const std::string& id = parsed.id;
+    const std::string& src = parsed.src;
+    const std::string& env = parsed.env;
     if (!src.empty()) {
       Result<std::string> data = ReadText(src, "secret file");
       if (!data.ok()) return Status::NotFound("--secret id=" + id + ": cannot read " + src);

@@ -511,7 +511,7 @@ class FileOpImpl : public solver::Op {
       }
     }
     for (auto& [input, pats] : patterns) {
-      cm.deps[input].content = [pats](Context&, const RefPtr& in) -> Result<util::Digest> {
+      cm.deps[input].content = [pats = pats](Context&, const RefPtr& in) -> Result<util::Digest> {
         const auto* local = dynamic_cast<const LocalRef*>(in.get());
         if (!local) return Status::Internal("copy from a context without a context");
         std::vector<std::string> resolved;

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -342,10 +343,13 @@ Result<Token> ParseTokenResponse(std::string_view body, std::chrono::steady_cloc
   if (t.value.empty()) {
     return Status::InvalidArgument("the token server's response has no token");
   }
+  // At most a year: the steady clock counts nanoseconds in 64 bits, and a
+  // server's "expires_in" near INT64_MAX would overflow it.
+  constexpr int64_t kMaxExpiresIn = int64_t{366} * 24 * 3600;
   int64_t expires_in = 60;
   auto it = json->find("expires_in");
   if (it != json->end() && it->is_number_integer() && it->get<int64_t>() > 0) {
-    expires_in = it->get<int64_t>();
+    expires_in = std::min(it->get<int64_t>(), kMaxExpiresIn);
   }
   t.expires = now + std::chrono::seconds(expires_in);
   return t;

@@ -98,7 +98,8 @@ struct Token {
 };
 
 // The token server's answer: {"token"|"access_token", "expires_in",
-// "refresh_token"}; expires_in defaults to 60 s (distribution's token spec).
+// "refresh_token"}; expires_in defaults to 60 s (distribution's token spec)
+// and is capped at a year.
 // kInvalidArgument if it has no token.
 Result<Token> ParseTokenResponse(std::string_view body, std::chrono::steady_clock::time_point now);
 

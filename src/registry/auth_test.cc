@@ -117,6 +117,21 @@ TEST(TokenTest, ParseResponse) {
   EXPECT_EQ(ParseTokenResponse("not json", now).status().code(), StatusCode::kInvalidArgument);
 }
 
+// Regression (fuzz_registry): an expires_in near INT64_MAX overflowed the
+// nanosecond clock (undefined behaviour; in practice a token that had
+// expired a second before it arrived). A lifetime is capped at a year.
+TEST(TokenTest, HugeExpiresInDoesNotOverflow) {
+  const auto now = std::chrono::steady_clock::now();
+  for (const char* body : {R"({"token":"t","expires_in":9223372036854775807})",
+                           R"({"token":"t","expires_in":9223372036854776})",
+                           R"({"token":"t","expires_in":18446744073709551615})"}) {
+    auto t = ParseTokenResponse(body, now);
+    ASSERT_TRUE(t.ok()) << body;
+    EXPECT_GT(t->expires, now + std::chrono::seconds(59)) << body;
+    EXPECT_LE(t->expires, now + std::chrono::hours(24 * 366)) << body;
+  }
+}
+
 TEST(TokenTest, CacheExpiry) {
   TokenCache cache;
   const auto now = std::chrono::steady_clock::now();

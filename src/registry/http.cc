@@ -427,10 +427,14 @@ std::optional<std::chrono::seconds> ParseRetryAfter(std::string_view value,
   struct tm tm {};
   const char* end = ::strptime(s.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   if (end == nullptr || *end != '\0') return std::nullopt;
-  time_t when = ::timegm(&tm);
-  auto delta = std::chrono::system_clock::from_time_t(when) - now;
-  if (delta <= std::chrono::system_clock::duration::zero()) return std::chrono::seconds(0);
-  return std::chrono::ceil<std::chrono::seconds>(delta);
+  // In whole seconds (time_t), never in the clock's nanoseconds: a date
+  // after 2262 would overflow them. `when` is whole, so `when - floor(now)`
+  // is the delay rounded up.
+  const time_t when = ::timegm(&tm);
+  const time_t at =
+      std::chrono::system_clock::to_time_t(std::chrono::floor<std::chrono::seconds>(now));
+  if (when <= at) return std::chrono::seconds(0);
+  return std::chrono::seconds(when - at);
 }
 
 std::string QueryEscape(std::string_view s) {

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 namespace kiln::registry {
 namespace {
 
@@ -24,6 +26,21 @@ TEST(HttpTest, RetryAfterHttpDate) {
   EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", at), seconds(30));
   EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:27:00 GMT", at), seconds(0));
   EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:30 UTC", at), std::nullopt);
+}
+
+// Regression (fuzz_registry): a date after 2262 overflowed the clock's
+// nanosecond count (undefined behaviour, a wrong or negative delay). The
+// caller refuses waits above RegistryOptions::max_retry_after.
+TEST(HttpTest, RetryAfterFarFutureDate) {
+  const auto at = std::chrono::system_clock::from_time_t(1445412480);  // 2015-10-21T07:28:00Z
+  struct tm tm {};
+  ASSERT_NE(::strptime("Sun, 06 Nov 2849 00:49:37 GMT", "%a, %d %b %Y %H:%M:%S GMT", &tm), nullptr);
+  EXPECT_EQ(ParseRetryAfter("Sun, 06 Nov 2849 00:49:37 GMT", at),
+            seconds(::timegm(&tm) - 1445412480));
+  EXPECT_EQ(ParseRetryAfter("Fri, 31 Dec 9999 23:59:59 GMT", at)->count() > 0, true);
+  // Rounded up to the next second.
+  EXPECT_EQ(ParseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", at + std::chrono::milliseconds(1)),
+            seconds(30));
 }
 
 TEST(HttpTest, QueryEscape) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 namespace kiln::source {
 namespace {
@@ -155,39 +156,96 @@ bool InClass(const Token& t, char32_t r) {
   return in != t.negated;
 }
 
-// Whether tokens[ti..] match all of s[si..]. Backtracks only at `*` (which
-// never crosses '/') and `**`, so paths stay cheap.
+// Whether tokens[ti..] match all of s[si..]: a run of the pattern as an NFA
+// over the bytes of s, without recursion or backtracking. A state is a
+// token index and, for `**`, whether it is skipping (inside the "any string
+// ending in '/'" it may match, where the next token may only start after a
+// '/'). pending[row] holds the states reachable at byte offset si (row =
+// si % kRing; a token that consumes a code point jumps 1-4 bytes ahead).
+// `*` consumes any byte but '/', one at a time. O(tokens x |s|) steps and
+// O(tokens) memory: a .dockerignore can come from a remote context, and
+// backtracking took exponential time on patterns such as
+// "*a*a*a*a*a*a*a*a*b".
 bool MatchAt(const Tokens& tokens, size_t ti, std::string_view s, size_t si) {
-  while (ti < tokens.size()) {
-    const Token& t = tokens[ti];
-    switch (t.kind) {
-      case TokKind::kRest:
-        return true;
-      case TokKind::kDirs:
-        if (MatchAt(tokens, ti + 1, s, si)) return true;
-        for (size_t j = si; j < s.size(); ++j) {
-          if (s[j] == '/' && MatchAt(tokens, ti + 1, s, j + 1)) return true;
+  // Without `*` or `**` a pattern matches one code point per token: no
+  // states to keep (the common case: a context walk matches every path).
+  bool plain = true;
+  for (size_t t = ti; t < tokens.size() && plain; ++t) {
+    plain = tokens[t].kind != TokKind::kStar && tokens[t].kind != TokKind::kDirs &&
+            tokens[t].kind != TokKind::kRest;
+  }
+  if (plain) {
+    for (; ti < tokens.size(); ++ti) {
+      if (si >= s.size()) return false;
+      const Token& tok = tokens[ti];
+      const char32_t r = NextRune(s, &si);
+      if (tok.kind == TokKind::kLiteral && r != tok.ch) return false;
+      if (tok.kind == TokKind::kOne && r == '/') return false;
+      if (tok.kind == TokKind::kClass && !InClass(tok, r)) return false;
+    }
+    return si == s.size();
+  }
+  constexpr size_t kRing = 5;
+  const size_t states = 2 * (tokens.size() + 1);  // 2 * t + skipping
+  // Scratch reused across calls on this thread (no allocation per match).
+  thread_local std::vector<size_t> pending[kRing];
+  thread_local std::vector<size_t> seen;
+  for (auto& row : pending) row.clear();
+  // seen[row * states + state] == offset: the state is pending there.
+  seen.assign(kRing * states, SIZE_MAX);
+  size_t queued = 0;  // entries in all rows
+  auto add = [&](size_t at, size_t t, bool skipping) {
+    const size_t state = 2 * t + (skipping ? 1 : 0);
+    size_t& stamp = seen[(at % kRing) * states + state];
+    if (stamp == at) return;
+    stamp = at;
+    pending[at % kRing].push_back(state);
+    ++queued;
+  };
+  add(si, ti, false);
+  for (; queued > 0 && si <= s.size(); ++si) {
+    std::vector<size_t>& now = pending[si % kRing];
+    // `now` grows while it is read: `*` and `**` also match the empty string.
+    for (size_t k = 0; k < now.size(); ++k) {
+      const size_t t = now[k] / 2;
+      const bool skipping = now[k] % 2 == 1;
+      if (t == tokens.size()) {
+        if (si == s.size()) return true;
+        continue;
+      }
+      const Token& tok = tokens[t];
+      switch (tok.kind) {
+        case TokKind::kRest:
+          return true;
+        case TokKind::kDirs:
+          if (!skipping) add(si, t + 1, false);  // the empty string
+          if (si < s.size()) {
+            add(si + 1, t, true);
+            if (s[si] == '/') add(si + 1, t + 1, false);
+          }
+          break;
+        case TokKind::kStar:
+          add(si, t + 1, false);
+          if (si < s.size() && s[si] != '/') add(si + 1, t, false);
+          break;
+        case TokKind::kLiteral:
+        case TokKind::kOne:
+        case TokKind::kClass: {
+          if (si >= s.size()) break;
+          size_t next = si;
+          const char32_t r = NextRune(s, &next);
+          if (tok.kind == TokKind::kLiteral && r != tok.ch) break;
+          if (tok.kind == TokKind::kOne && r == '/') break;
+          if (tok.kind == TokKind::kClass && !InClass(tok, r)) break;
+          add(next, t + 1, false);
+          break;
         }
-        return false;
-      case TokKind::kStar:
-        for (size_t j = si;; ++j) {
-          if (MatchAt(tokens, ti + 1, s, j)) return true;
-          if (j >= s.size() || s[j] == '/') return false;
-        }
-      case TokKind::kLiteral:
-      case TokKind::kOne:
-      case TokKind::kClass: {
-        if (si >= s.size()) return false;
-        char32_t r = NextRune(s, &si);
-        if (t.kind == TokKind::kLiteral && r != t.ch) return false;
-        if (t.kind == TokKind::kOne && r == '/') return false;
-        if (t.kind == TokKind::kClass && !InClass(t, r)) return false;
-        ++ti;
-        break;
       }
     }
+    queued -= now.size();
+    now.clear();
   }
-  return si == s.size();
+  return false;
 }
 
 std::vector<std::string> Split(std::string_view s) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -279,6 +280,63 @@ TEST(PathMatchTest, ShellSemantics) {
   // Go checks the pattern even when the name already failed to match.
   auto r = PathMatch("x[", "abc");
   EXPECT_FALSE(r.ok());
+}
+
+// Regression: matching backtracked at every `*` and `**`, so a pattern with
+// many stars took exponential time on a long name (a hostile .dockerignore
+// in a remote context hung the build). Each case below took minutes; as an
+// NFA run it is linear in pattern x name.
+TEST(IgnoreMatcherTest, ManyStarsMatchInPolynomialTime) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string stars;
+  for (int i = 0; i < 16; ++i) stars += "*a";
+  const std::string name(200, 'a');
+  auto r = PathMatch(stars + "b", name);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  EXPECT_TRUE(*PathMatch(stars, name));
+
+  auto m = IgnoreMatcher::Parse(stars + "b\n" + "!" + stars + "c\n");
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_FALSE(m->Excluded(name + "/" + name));
+
+  std::string dirs;
+  for (int i = 0; i < 16; ++i) dirs += "**/a/";
+  auto d = IgnoreMatcher::Parse(dirs + "b");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  std::string path;
+  for (int i = 0; i < 100; ++i) path += "a/";
+  EXPECT_FALSE(d->Excluded(path + "c"));
+  EXPECT_TRUE(d->Excluded(path + "b"));
+
+  // fuzz_dockerignore's slow unit: the same shapes against every ancestor
+  // of a deep path took 10 s with a memo (cubic per match).
+  auto deep = IgnoreMatcher::Parse(stars + "b\n" + dirs + "b\n");
+  ASSERT_TRUE(deep.ok());
+  std::string long_path;
+  for (int i = 0; i < 150; ++i) long_path += "aa/";
+  EXPECT_FALSE(deep->Excluded(long_path + name));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// `**` matches the empty string or a string ending in '/': the next token
+// starts at the beginning of a component, never inside one.
+TEST(IgnoreMatcherTest, DoubleStarStartsAtAComponent) {
+  const struct {
+    const char* pattern;
+    const char* path;
+    bool excluded;
+  } cases[] = {
+      {"**/b", "b", true},      {"**/b", "x/b", true},      {"**/b", "ab", false},
+      {"**/b", "x/ab", false},  {"a/**b", "a/b", true},     {"a/**b", "a/x/b", true},
+      {"a/**b", "a/xb", false}, {"**/a/**/b", "a/b", true}, {"**/a/**/b", "xa/b", false},
+      {"x**/b", "x/b", true},   {"x**/b", "xy/b", true},    {"x**/b", "x/y/b", true},
+  };
+  for (const auto& c : cases) {
+    auto m = IgnoreMatcher::Parse(c.pattern);
+    ASSERT_TRUE(m.ok()) << c.pattern;
+    EXPECT_EQ(m->Excluded(c.path), c.excluded) << c.pattern << " vs " << c.path;
+  }
 }
 
 TEST(CleanPathTest, GoClean) {
