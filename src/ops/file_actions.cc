@@ -343,6 +343,9 @@ Result<SrcEntry> OpenTop(const RootDir& root, const std::string& clean, bool fol
 // Copies the file's bytes keeping its holes (a sparse file stays sparse).
 Status CopyData(int in, int out, const std::string& display) {
   Status st = util::CopySparse(in, out);
+  if (st.code() == StatusCode::kResourceExhausted) {
+    return NoSpace("/" + display, "writing it in the step's snapshot");
+  }
   if (!st.ok()) return Status(st.code(), "copy /" + display + ": " + st.message());
   return Status::Ok();
 }
@@ -593,6 +596,9 @@ Status Extract(struct archive* a, struct archive_entry* entry, const RootDir& ro
           // Holes of sparse entries and runs of zero blocks stay holes.
           Status wrote = util::WriteSparse(
               out.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+          if (wrote.code() == StatusCode::kResourceExhausted) {
+            return NoSpace("/" + clean, "writing it in the step's snapshot");
+          }
           if (!wrote.ok()) return Status(wrote.code(), "/" + clean + ": " + wrote.message());
         }
         if (::ftruncate(out.get(), archive_entry_size(entry)) != 0)

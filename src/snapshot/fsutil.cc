@@ -101,6 +101,9 @@ Status CopyFileData(const fs::path& src, const fs::path& dst, const struct stat&
       ::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out.valid()) return ErrnoError("cannot create", dst);
   Status st = util::CopySparse(in.get(), out.get());
+  if (st.code() == StatusCode::kResourceExhausted) {
+    return NoSpace(dst.string(), "copying " + src.string());
+  }
   if (!st.ok()) {
     return Status(st.code(),
                   "cannot copy " + src.string() + " to " + dst.string() + ": " + st.message());

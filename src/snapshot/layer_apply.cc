@@ -394,6 +394,9 @@ class Extractor {
       // must not cost 64 GiB on disk.
       Status wrote = util::WriteSparse(
           fd.get(), std::string_view(static_cast<const char*>(buf), size), offset);
+      if (wrote.code() == StatusCode::kResourceExhausted) {
+        return NoSpace((root_path_ / entry).string(), "unpacking a layer: cannot write file");
+      }
       if (!wrote.ok()) {
         return Status(wrote.code(), "layer entry \"" + std::string(entry) +
                                         "\": cannot write file: " + wrote.message());

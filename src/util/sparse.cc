@@ -9,11 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "util/no_space.h"
+
 namespace kiln::util {
 namespace {
 
+// A full disk keeps its own code (kResourceExhausted) so that callers, who
+// know the path, can say so with util/no_space.h's message.
 Status IoError(const char* what) {
-  return Status::IOError(std::string(what) + ": " + std::strerror(errno));
+  const int e = errno;
+  std::string msg = std::string(what) + ": " + std::strerror(e);
+  if (IsNoSpace(e)) return Status::ResourceExhausted(std::move(msg));
+  return Status::IOError(std::move(msg));
 }
 
 // Writes all of `data` at `offset`.

@@ -4,7 +4,8 @@
 // apply) and by the file ops (COPY, ADD of an archive).
 //
 // Errors are kIOError with the errno's text, for the caller to annotate
-// with the path. Stateless; safe from any thread.
+// with the path; a full disk (ENOSPC, EDQUOT) is kResourceExhausted, for the
+// caller to report with util/no_space.h's NoSpace. Stateless; safe from any thread.
 #pragma once
 
 #include <cstdint>
