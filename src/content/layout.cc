@@ -1296,6 +1296,7 @@ Status WriteOciLayout(const fs::path& dest, std::string_view index_json,
     st = VerifyWritten(ImageArchive::OpenLayoutDir(temp), plan,
                        "the OCI layout written for " + dir.string());
   }
+  if (st.ok() && options.cancel != nullptr) st = options.cancel->Check();
   if (st.ok()) st = ReplaceDir(temp, dir);
   if (st.ok()) st = internal::FsyncDir(parent);
   if (!st.ok()) {
@@ -1454,6 +1455,7 @@ Status ArchiveWriter::Commit(std::string_view index_json, const std::vector<Blob
   }
   // Nothing reaches the destination unless it reads back as written.
   if (st.ok()) st = VerifyArchiveFile(s.temp, s.out->offset(), plan, s.file);
+  if (st.ok() && options.cancel != nullptr) st = options.cancel->Check();
   if (st.ok() && ::close(s.fd.release()) != 0) st = ErrnoStatus("cannot close", s.temp, errno);
   if (st.ok() && ::rename(s.temp.c_str(), s.file.c_str()) != 0) {
     st = ErrnoStatus("cannot move the archive into place at", s.file, errno);

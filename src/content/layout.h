@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "content/store.h"
+#include "util/cancel.h"
 #include "util/digest.h"
 #include "util/status.h"
 
@@ -190,6 +191,11 @@ struct WriteOptions {
   // written while its layers were made (ArchiveWriter) and one written
   // afterwards are the same bytes.
   std::vector<Digest> leading_blobs;
+  // Checked last, before the output is moved into place: a build cancelled
+  // while the output was written (Ctrl-C) leaves nothing at the
+  // destination and fails with kCancelled, never a success after the
+  // signal. May be null.
+  const util::Canceller* cancel = nullptr;
 };
 
 // Writes a complete OCI layout directory at `dir`: oci-layout, `index_json`

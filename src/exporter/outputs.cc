@@ -430,6 +430,7 @@ Status WriteArchive(const OutputEnv& env, const Output& output, const std::strin
   wo.blob_file = content::StoreBlobFile(store);
   wo.extra_files = std::move(extra);
   wo.leading_blobs = leading;
+  wo.cancel = env.cancel;
   if (started != nullptr && started->writer() != nullptr &&
       (!tar || dest_text == "-" || started->dest() != std::filesystem::path(dest_text))) {
     return Status::Internal("output type=" + output.type + ": the archive begun for " +
