@@ -25,8 +25,13 @@ struct Item {
   struct stat st {};
 };
 
-// Collects overlay upper dir entries below `dir` (in-layer path `rel`).
-Status CollectUpper(const fs::path& dir, const std::string& rel, std::vector<Item>* items) {
+// Collects the entries below `dir` (in-layer path `rel`). With
+// `overlay_markers` (an overlay upper dir), a char device 0/0 is a whiteout
+// and a directory with the opaque xattr gets an opaque marker; without (a
+// copy driver's tree, which holds no overlay markers: its layers' deletions
+// deleted), every entry is what it is on disk, a char device 0/0 included.
+Status CollectUpper(const fs::path& dir, const std::string& rel, std::vector<Item>* items,
+                    bool overlay_markers = true) {
   std::vector<std::string> names;
   for (const auto& de : fs::directory_iterator(dir)) names.push_back(de.path().filename());
   for (const std::string& name : names) {
@@ -34,7 +39,7 @@ Status CollectUpper(const fs::path& dir, const std::string& rel, std::vector<Ite
     it.path = dir / name;
     if (::lstat(it.path.c_str(), &it.st) != 0) return ErrnoError("cannot stat", it.path);
     std::string child = rel.empty() ? name : rel + "/" + name;
-    if (IsWhiteout(it.st)) {
+    if (overlay_markers && IsWhiteout(it.st)) {
       it.kind = Item::kWhiteout;
       it.name = (rel.empty() ? "" : rel + "/") + std::string(kWhiteoutPrefix) + name;
       items->push_back(std::move(it));
@@ -45,13 +50,13 @@ Status CollectUpper(const fs::path& dir, const std::string& rel, std::vector<Ite
     fs::path path = it.path;
     items->push_back(std::move(it));
     if (dir_entry) {
-      if (IsOpaqueDir(path)) {
+      if (overlay_markers && IsOpaqueDir(path)) {
         Item op;
         op.kind = Item::kOpaque;
         op.name = child + "/" + std::string(kOpaqueMarker);
         items->push_back(std::move(op));
       }
-      KILN_RETURN_IF_ERROR(CollectUpper(path, child, items));
+      KILN_RETURN_IF_ERROR(CollectUpper(path, child, items, overlay_markers));
     }
   }
   return Status::Ok();
@@ -75,19 +80,13 @@ Result<bool> MetaDiffers(const fs::path& pa, const struct stat& a, const fs::pat
   return xa != xb;
 }
 
-// Collects everything below the snapshot directory `dir` as new.
+// Collects everything below the snapshot directory `dir` as new. A char
+// device 0/0 there is a device a layer or a RUN made (the layer apply and
+// CollectCompare keep it as one): it is written as a device, not refused
+// as an overlay marker. (Issue 15: the copy driver applied a layer with
+// `dev/wh` as a char device 0/0 and then could not Diff the snapshot.)
 Status CollectAll(const fs::path& dir, const std::string& rel, std::vector<Item>* items) {
-  std::vector<Item> sub;
-  KILN_RETURN_IF_ERROR(CollectUpper(dir, rel, &sub));
-  // A full tree holds no overlay markers: whiteouts there are plain devices
-  // we do not expect, so report them instead of guessing.
-  for (Item& it : sub) {
-    if (it.kind != Item::kNode) {
-      return Status::FailedPrecondition("snapshot tree holds an overlay marker at " + it.name);
-    }
-    items->push_back(std::move(it));
-  }
-  return Status::Ok();
+  return CollectUpper(dir, rel, items, /*overlay_markers=*/false);
 }
 
 // Compares directory `rel` of the snapshot (`sdir`) with the parent's

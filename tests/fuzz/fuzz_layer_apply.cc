@@ -316,9 +316,7 @@ void RoundTrip(Driver& d, const std::string& id) {
   if (world->verbose) std::fprintf(stderr, "%s diff: %s\n", d.name.c_str(), s.ToString().c_str());
   if (!s.ok()) {
     // Reading a tree this process just wrote may only fail on resources
-    // (ENOSPC on the scratch is an IOError). That also lets through
-    // "Can't translate pathname" for a long non-UTF-8 name (an IOError
-    // too; see docs/fuzzing.md).
+    // (ENOSPC on the scratch is an IOError).
     if (s.code() != kiln::StatusCode::kResourceExhausted &&
         s.code() != kiln::StatusCode::kIOError) {
       Die(d.name + ": Diff of an applied layer failed: " + s.ToString());
