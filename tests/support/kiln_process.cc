@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "sanitizer_reports.h"
+
 extern char** environ;
 
 namespace kiln::testing {
@@ -65,6 +67,7 @@ RunResult Run(const std::string& program, const std::vector<std::string>& args,
     env_s.emplace_back(v);
   }
   for (const auto& [k, v] : options.env) env_s.push_back(k + "=" + v);
+  RouteSanitizerReports(program, &env_s);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -119,6 +122,7 @@ RunResult Run(const std::string& program, const std::vector<std::string>& args,
   }
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.err += CollectSanitizerReports(program, pid);
   return r;
 }
 
