@@ -1,13 +1,18 @@
 # kiln: the two commands are `make demo` and `make test` (see README.md).
 # Both install whatever Debian packages from deps.txt are missing, then build.
+# `make asan-test` runs the same whole suite under AddressSanitizer and
+# UndefinedBehaviorSanitizer (.ci/run runs it after `make test`).
 
 BUILD_DIR   ?= build
 BUILD_TYPE  ?= RelWithDebInfo
+ASAN_DIR    ?= build-asan
 JOBS        ?= $(shell nproc)
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS        := $(shell sed -e 's/\#.*//' -e '/^[[:space:]]*$$/d' deps.txt)
+# ccache when it is installed (not a dependency: builds work without it).
+LAUNCHER    := $(if $(shell command -v ccache),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
-.PHONY: all deps configure build test demo asan bench format clean
+.PHONY: all deps configure build test demo asan asan-test bench format clean
 
 all: build
 
@@ -23,7 +28,7 @@ deps:
 	fi
 
 $(BUILD_DIR)/build.ninja:
-	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKILN_WERROR=ON
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DKILN_WERROR=ON $(LAUNCHER)
 
 configure: deps $(BUILD_DIR)/build.ninja
 
@@ -37,11 +42,24 @@ test: build
 demo: build
 	BUILD_DIR=$(BUILD_DIR) ./examples/demo.sh
 
-# Address and undefined-behaviour sanitizers, in their own build tree.
-asan: deps
-	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Asan -DKILN_WERROR=ON
-	cmake --build build-asan -j $(JOBS)
-	ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+# The whole suite (unit, conformance, integration, end-to-end) built with
+# address and undefined-behaviour sanitizers (build type Asan) in its own tree.
+# ctest sets ASAN_OPTIONS/UBSAN_OPTIONS/LSAN_OPTIONS for every test and the
+# kiln processes they start (tests/sanitizers/README.md); a finding fails its
+# test, and any report left in $(ASAN_DIR)/sanitizer-reports (from a process
+# no test waited for) fails the target after the suite.
+asan-test: deps
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Asan -DKILN_WERROR=ON $(LAUNCHER)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	$(SUDO) ./tests/setup-binfmt.sh
+	rm -rf $(ASAN_DIR)/sanitizer-reports
+	@rc=0; ctest --test-dir $(ASAN_DIR) --output-on-failure -j $(JOBS) || rc=$$?; \
+	if [ -n "$$(ls -A $(ASAN_DIR)/sanitizer-reports 2>/dev/null)" ]; then \
+	  for f in $(ASAN_DIR)/sanitizer-reports/*; do echo "== $$f"; cat "$$f"; done; \
+	  echo "sanitizer reports above (in $(ASAN_DIR)/sanitizer-reports)"; rc=1; \
+	fi; exit $$rc
+
+asan: asan-test
 
 bench: build
 	./bench/run.sh $(BUILD_DIR)
@@ -50,7 +68,7 @@ format:
 	git ls-files '*.h' '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)
 
 # libFuzzer targets (tests/fuzz) under ASan/UBSan, built with clang in their
 # own tree. Each runs FUZZ_SECONDS, one after the other. fuzz_parser and

@@ -4,7 +4,7 @@
 //
 //   parse_perftest [CORPUS_DIR] [RUNS]
 //
-// CORPUS_DIR defaults to ${KILN_CONFORMANCE_DIR}/dockerfile/corpus.
+// CORPUS_DIR defaults to ${KILN_CONFORMANCE_CORPUS} (outside the repository).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>

@@ -241,12 +241,12 @@ TEST(ReferenceTest, TagNameOnlyKeepsExisting) {
   EXPECT_EQ(TagNameOnly(d).tag, "");
 }
 
-// Cases of kind "image-ref" from the shared conformance data, read in place.
+// Cases of kind "image-ref" from the conformance data (the in-repo copy).
 TEST(ReferenceTest, Conformance) {
   const std::string path = std::string(KILN_CONFORMANCE_DIR) + "/buildinfo/cases.json";
   std::ifstream in(path);
   ASSERT_TRUE(in) << "conformance data not found at " << path
-                  << " (shared/ must sit beside the repository)";
+                  << " (the in-repo copy under tests/conformance/data)";
   std::stringstream buf;
   buf << in.rdbuf();
   auto cases = util::ParseJson(buf.str(), path);

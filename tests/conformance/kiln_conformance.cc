@@ -766,7 +766,7 @@ int main(int argc, char** argv) {
   std::ifstream f(cases_path);
   if (!f) {
     std::cerr << "kiln-conformance: cannot open case file " << cases_path
-              << " (the conformance data is read in place from KILN_CONFORMANCE_DIR)\n";
+              << " (the in-repo copy under tests/conformance/data)\n";
     return 2;
   }
   json cases;

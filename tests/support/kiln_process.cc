@@ -14,6 +14,8 @@
 #include <set>
 #include <sstream>
 
+#include "sanitizer_reports.h"
+
 extern char** environ;
 
 namespace kiln::testing {
@@ -66,6 +68,7 @@ RunResult Run(const std::string& program, const std::vector<std::string>& args,
     env_s.emplace_back(v);
   }
   for (const auto& [k, v] : options.env) env_s.push_back(k + "=" + v);
+  RouteSanitizerReports(program, &env_s);
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -139,6 +142,7 @@ RunResult Run(const std::string& program, const std::vector<std::string>& args,
   reap(0);
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.err += CollectSanitizerReports(program, pid);
   return r;
 }
 

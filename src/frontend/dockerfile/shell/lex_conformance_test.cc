@@ -1,5 +1,6 @@
-// BuildKit's lexer tables (envVarTest, wordsTest), read in place from the
-// shared conformance data and checked row by row, in Unix and Windows mode.
+// BuildKit's lexer tables (envVarTest, wordsTest), read from the in-repo
+// conformance data (tests/conformance/data) and checked row by row, in Unix
+// and Windows mode.
 // A missing or malformed table fails the test; nothing is skipped.
 #include <gtest/gtest.h>
 
@@ -24,7 +25,7 @@ std::vector<std::string> ReadLines(const std::string& path, bool* ok) {
   std::vector<std::string> lines;
   if (!*ok) {
     ADD_FAILURE() << "conformance table missing or unreadable: " << path
-                  << " (set KILN_CONFORMANCE_DIR)";
+                  << " (the in-repo copy under tests/conformance/data)";
     return lines;
   }
   std::string line;
