@@ -545,6 +545,7 @@ Result<util::ReapStats> Store::ReapIngest(const util::StaleFn& stale,
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd.valid()) continue;                                // committed or removed meanwhile
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a live writer holds it
+    // Unlink only the file we locked, not one that took its name since.
     struct stat locked;
     if (::fstat(fd.get(), &locked) != 0 || ::lstat(path.c_str(), &st) != 0 ||
         locked.st_ino != st.st_ino || locked.st_dev != st.st_dev) {
@@ -562,36 +563,10 @@ Result<util::ReapStats> Store::ReapIngest(const util::StaleFn& stale,
 }
 
 Result<uint64_t> Store::CleanIngest(std::chrono::seconds min_age) const {
-  const fs::path dir = root_ / "ingest";
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
-  const auto now = std::chrono::system_clock::now();
-  uint64_t removed = 0;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    const fs::path path = it->path();
-    struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    const auto mtime = std::chrono::system_clock::time_point(
-        std::chrono::seconds(st.st_mtim.tv_sec) + std::chrono::nanoseconds(st.st_mtim.tv_nsec));
-    if (now - mtime < min_age) continue;
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) continue;                                // committed or removed meanwhile
-    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // a live writer holds it
-    // Unlink only the file we locked, not one that took its name since.
-    struct stat locked;
-    if (::fstat(fd.get(), &locked) != 0 || ::lstat(path.c_str(), &st) != 0 ||
-        locked.st_ino != st.st_ino || locked.st_dev != st.st_dev) {
-      continue;
-    }
-    if (::unlink(path.c_str()) != 0) {
-      if (errno == ENOENT) continue;
-      return ErrnoStatus("cannot remove stale ingest file", path, errno);
-    }
-    ++removed;
-  }
-  if (ec) return Status::IOError("cannot list " + dir.string() + ": " + ec.message());
-  return removed;
+  // Age alone decides: no owner is taken for stale.
+  KILN_ASSIGN_OR_RETURN(util::ReapStats stats,
+                        ReapIngest([](std::string_view) { return false; }, min_age));
+  return stats.items;
 }
 
 }  // namespace kiln::content
