@@ -127,6 +127,13 @@ Status WriteIndexArchiveOutput(const OutputEnv& env, const Output& output,
 
 Result<Output> ParseOutput(std::string_view spec) {
   Output out;
+  if (spec.empty()) {
+    // Not a directory named "": a mistyped flag must not export to the
+    // working directory or fail later without naming the flag.
+    return Status::InvalidArgument(
+        "output \"\": empty (expected a directory, - for a tar on stdout, or "
+        "type=TYPE[,KEY=VALUE...])");
+  }
   if (spec.find('=') == std::string_view::npos) {
     // buildx: "-o -" is a tar on stdout, any other bare value a directory.
     out.type = spec == "-" ? "tar" : "local";

@@ -165,6 +165,13 @@ TEST(ParseOutputTest, TypesAndErrors) {
   auto bad = ParseOutput("type=oci,dest");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(), "output \"type=oci,dest\": \"dest\" is not KEY=VALUE");
+  // An empty -o was a type=local output with an empty destination (found by
+  // fuzz_cli_options, issue 15).
+  auto empty = ParseOutput("");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().message(),
+            "output \"\": empty (expected a directory, - for a tar on stdout, or "
+            "type=TYPE[,KEY=VALUE...])");
   auto notype = ParseOutput("dest=x");
   ASSERT_FALSE(notype.ok());
   EXPECT_EQ(notype.status().message(),
