@@ -6,17 +6,25 @@
 namespace kiln::util {
 
 void Canceller::Cancel(std::string why) {
-  std::vector<std::function<void()>> run;
+  std::map<int, std::function<void()>> run;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_.load()) return;
     why_ = std::move(why);
     cancelled_.store(true, std::memory_order_release);
-    for (auto& [id, fn] : callbacks_) run.push_back(std::move(fn));
-    callbacks_.clear();
+    run.swap(callbacks_);
+    for (const auto& [id, fn] : run) running_.insert(id);
+    runner_ = std::this_thread::get_id();
   }
   cv_.notify_all();
-  for (auto& fn : run) fn();
+  for (auto& [id, fn] : run) {
+    fn();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_.erase(id);
+    }
+    cv_.notify_all();  // a Remove() may wait for this one
+  }
 }
 
 Status Canceller::Check() const {
@@ -39,8 +47,10 @@ int Canceller::OnCancel(std::function<void()> fn) {
 }
 
 void Canceller::Remove(int handle) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   callbacks_.erase(handle);
+  if (std::this_thread::get_id() == runner_) return;  // from a callback: never wait on itself
+  cv_.wait(lock, [&] { return running_.count(handle) == 0; });
 }
 
 bool Canceller::WaitFor(std::chrono::milliseconds d) const {

@@ -14,7 +14,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "util/status.h"
 
@@ -31,6 +33,9 @@ class Canceller {
   // Runs `fn` when cancelled (at once if already cancelled). Returns a
   // handle for Remove(); callbacks not removed run at most once.
   int OnCancel(std::function<void()> fn);
+  // Unregisters. When Cancel() has already taken the callback, waits until
+  // it has run, so that what it captured may be destroyed right after
+  // (unless called from that callback itself).
   void Remove(int handle);
 
   // Sleeps for `d` or until cancelled, whichever comes first (backoff
@@ -44,6 +49,8 @@ class Canceller {
   std::string why_;
   int next_ = 0;
   std::map<int, std::function<void()>> callbacks_;
+  std::set<int> running_;   // taken by Cancel(), not yet finished
+  std::thread::id runner_;  // the thread running them
 };
 
 // Canceller::WaitFor, or a plain sleep when `canceller` is null.
