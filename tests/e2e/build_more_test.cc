@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "build_harness.h"
+#include "canary_disk.h"
 #include "kiln_process.h"
 #include "oci_image.h"
 #include "oci_layout_writer.h"
@@ -274,50 +275,7 @@ TEST_P(HostileLayerTest, HardLinksToOutsidePathsAreRefused) {
   EXPECT_FALSE(fs::exists(out()));
 }
 
-// A loop device backed by a canary file of known bytes, detached at the end.
-class CanaryDisk {
- public:
-  explicit CanaryDisk(const fs::path& file) : file_(file) {
-    for (int i = 0; content_.size() < (1 << 20); ++i)
-      content_ += "CANARY-" + std::to_string(i) + "\n";
-    content_.resize(1 << 20);
-    WriteFile(file_, content_);
-    FILE* p = ::popen(("losetup -f --show " + file_.string()).c_str(), "r");
-    char buf[256] = {};
-    if (p && std::fgets(buf, sizeof buf, p)) device_ = buf;
-    if (p) ::pclose(p);
-    while (!device_.empty() && device_.back() == '\n') device_.pop_back();
-    struct stat st;
-    if (!device_.empty() && ::stat(device_.c_str(), &st) == 0) rdev_ = st.st_rdev;
-    // Attaching makes the kernel (and udev, if any) read the device: wait
-    // until its counters settle before a test takes them.
-    for (int i = 0; rdev_ != 0 && i < 40; ++i) {
-      auto before = Io();
-      usleep(50000);
-      if (Io() == before) break;
-    }
-  }
-  ~CanaryDisk() {
-    if (!device_.empty()) (void)std::system(("losetup -d " + device_).c_str());
-  }
-  bool ok() const { return rdev_ != 0; }
-  std::string numbers() const {
-    return std::to_string(major(rdev_)) + ":" + std::to_string(minor(rdev_));
-  }
-  bool untouched() const { return ReadAll(file_) == content_; }
-  // Read and write requests the device has served (/sys/block/loopN/stat).
-  std::string Io() const {
-    std::istringstream in(ReadAll("/sys/block/" + fs::path(device_).filename().string() + "/stat"));
-    long f[8] = {};
-    for (long& v : f) in >> v;
-    return std::to_string(f[0]) + " reads, " + std::to_string(f[4]) + " writes";
-  }
-
- private:
-  fs::path file_;
-  std::string device_, content_;
-  dev_t rdev_ = 0;
-};
+using kiln::testing::CanaryDisk;
 
 // Guards issue 15 failure 5: a base image whose /bin/sh is a trojan, built
 // by a Dockerfile that only says `RUN echo hello`, read and wrote the
@@ -337,7 +295,7 @@ TEST_P(HostileLayerTest, TrojanShellCannotOpenHostBlockDevices) {
       "echo pwned | /bin/busybox dd of=/disk conv=notrunc\n"
       "echo pwned | /bin/busybox dd of=/made conv=notrunc\n"
       "exec /bin/busybox sh \"$@\"\n";
-  const std::string io_before = disk.Io();
+  const std::pair<long, long> io_before = disk.Io();
   RunResult r = BuildFrom(UniqueName("hostile-disk"),
                           {Layer{{"bin/busybox", 'f', ReadAll("/bin/busybox"), 0755},
                                  {"bin/sh", 'f', trojan, 0755},
